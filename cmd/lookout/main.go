@@ -1,0 +1,71 @@
+// Command lookout turns live and recorded video into captions on Kafka.
+//
+// Exit codes: 0 success; 1 runtime failure (a source, the model or a sink
+// failed); 2 bad usage or configuration (unknown flag, invalid config field,
+// missing file named on the command line).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef returns an error that makes lookout exit with status 2.
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "lookout",
+		Short:         "Caption live and recorded video into Kafka",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newRunCmd(),
+		newCaptionCmd(),
+		newTailCmd(),
+		newModelCmd(),
+		newScenesCmd(),
+		newVersionCmd(),
+	)
+	return root
+}
+
+func main() {
+	err := newRootCmd().Execute()
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "lookout:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print lookout's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "lookout", version)
+		},
+	}
+}

@@ -1,0 +1,47 @@
+// Package inference turns images into captions with a VisionEncoderDecoder
+// model exported by Hugging Face optimum (task image-to-text-with-past) and
+// run on ONNX Runtime. It knows nothing of sources or sinks.
+package inference
+
+import (
+	"context"
+	"time"
+
+	"gocv.io/x/gocv"
+)
+
+// Result is the caption of one image.
+type Result struct {
+	Caption string `json:"caption"`
+	// Tokens are the generated token ids, without the decoder start token.
+	Tokens []int64 `json:"tokens"`
+	// Confidence is the mean log-probability of the generated tokens.
+	Confidence float64 `json:"confidence"`
+	// Attributes holds the multi-task heads' answers when the model ships them.
+	Attributes map[string]Attribute `json:"attributes,omitempty"`
+	Timings    Timings              `json:"timings"`
+}
+
+// Attribute is the most probable class of one attribute head.
+type Attribute struct {
+	Value string  `json:"value"`
+	Prob  float64 `json:"prob"`
+}
+
+// Timings is the share of a batch's stage times attributed to one image.
+type Timings struct {
+	Preprocess time.Duration `json:"preprocess"`
+	Encode     time.Duration `json:"encode"`
+	Decode     time.Duration `json:"decode"`
+}
+
+// Captioner captions batches of BGR images. Implementations are safe for
+// concurrent use.
+type Captioner interface {
+	// Caption returns one result per image, in order.
+	Caption(ctx context.Context, images []gocv.Mat) ([]Result, error)
+	// Name and Digest identify the model in records.
+	Name() string
+	Digest() string
+	Close() error
+}

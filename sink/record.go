@@ -1,0 +1,73 @@
+// Package sink delivers caption records: to Kafka (behind a disk spool), to
+// JSONL files and to annotated video.
+package sink
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of Record's JSON layout (docs/SCHEMA.md).
+const SchemaVersion = 1
+
+// Record kinds.
+const (
+	KindCaption = "caption"
+	// KindGap marks a source that came back after an outage.
+	KindGap = "gap"
+)
+
+// Record is one JSON object per sampled frame (or per gap).
+type Record struct {
+	SchemaVersion int               `json:"schema_version"`
+	ID            string            `json:"id"`
+	Kind          string            `json:"kind"`
+	SourceID      string            `json:"source_id"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Seq           int64             `json:"seq"`
+	PTSMillis     int64             `json:"pts_ms"`
+	CaptureTime   time.Time         `json:"capture_time"`
+	Caption       string            `json:"caption"`
+	Confidence    float64           `json:"confidence"`
+	Attributes    map[string]Attr   `json:"attributes,omitempty"`
+	Model         string            `json:"model"`
+	ModelDigest   string            `json:"model_digest"`
+	GapMillis     int64             `json:"gap_ms,omitempty"`
+	LatencyMillis Latency           `json:"latency_ms"`
+}
+
+// Attr is one structured attribute predicted next to the caption.
+type Attr struct {
+	Value string  `json:"value"`
+	Prob  float64 `json:"prob"`
+}
+
+// Latency is the per-stage time spent on the record, in milliseconds.
+type Latency struct {
+	Queue      float64 `json:"queue"`
+	Preprocess float64 `json:"preprocess"`
+	Encode     float64 `json:"encode"`
+	Decode     float64 `json:"decode"`
+	// Total is capture time to the moment the record was handed to sinks.
+	Total float64 `json:"total"`
+}
+
+// RecordID is deterministic in (source, pts, model, kind), so that consumers
+// can drop the duplicates an at-least-once delivery may produce.
+func RecordID(sourceID string, ptsMillis int64, modelDigest, kind string) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%s\x00%s", sourceID, ptsMillis, modelDigest, kind)))
+	return hex.EncodeToString(h[:16])
+}
+
+// Sink accepts records. Write returns nil only once every record is durable
+// (acknowledged by the broker, written to the spool or to the file), so
+// callers may advance checkpoints when it returns. Sinks are safe for
+// concurrent use unless stated otherwise.
+type Sink interface {
+	Write(ctx context.Context, recs []Record) error
+	Flush(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,138 @@
+"""ONNX export of a local checkpoint folder with optimum (task image-to-text-with-past).
+
+Usage: python -m lookout_train.export --ckpt DIR --out OUT
+Writes encoder_model.onnx, decoder_model_merged.onnx, config.json, generation_config.json,
+preprocessor_config.json, tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) and, when the
+checkpoint has attribute heads (attributes.pt + attributes.json), attributes_model.onnx + attributes.json.
+Only the files the Go engine needs are kept: decoder_model.onnx / decoder_with_past_model.onnx are removed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+KEEP = [
+    "encoder_model.onnx",
+    "decoder_model_merged.onnx",
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder that cannot be used; str() is a one-line message."""
+
+
+def check_checkpoint(path: str, want: str = "vision-encoder-decoder") -> dict:
+    """Returns the folder's config.json as a dict or raises CheckpointError (one line).
+
+    want: "vision-encoder-decoder" (whole model) or "encoder" (a vision-encoder-decoder or a ViT folder).
+    """
+    if not os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path}: not a directory; pass a local Hugging Face checkpoint folder")
+    cfg_path = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg_path):
+        raise CheckpointError(f"checkpoint {path}: no config.json; pass a Hugging Face checkpoint folder")
+    try:
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: config.json unreadable ({e}); re-save the checkpoint") from e
+    mt = cfg.get("model_type") if isinstance(cfg, dict) else None
+    ok = {"vision-encoder-decoder"} if want == "vision-encoder-decoder" else {"vision-encoder-decoder", "vit"}
+    if mt not in ok:
+        raise CheckpointError(
+            f"checkpoint {path}: model_type {mt!r} is not {' or '.join(sorted(ok))}; "
+            "pass a VisionEncoderDecoder (ViT + GPT-2) checkpoint folder")
+    if mt == "vision-encoder-decoder":
+        et = cfg.get("encoder", {}).get("model_type")
+        dt = cfg.get("decoder", {}).get("model_type")
+        if et != "vit" or (want == "vision-encoder-decoder" and dt != "gpt2"):
+            raise CheckpointError(
+                f"checkpoint {path}: encoder/decoder are {et}/{dt}, want vit/gpt2; pass a ViT+GPT-2 checkpoint folder")
+    if not any(os.path.isfile(os.path.join(path, w)) for w in ("model.safetensors", "pytorch_model.bin")):
+        raise CheckpointError(f"checkpoint {path}: no model.safetensors or pytorch_model.bin; save it with save_pretrained")
+    return cfg
+
+
+def export_attributes(ckpt: str, out: str) -> bool:
+    """Exports attributes_model.onnx from ckpt/attributes.pt + ckpt/attributes.json if present."""
+    pt = os.path.join(ckpt, "attributes.pt")
+    js = os.path.join(ckpt, "attributes.json")
+    if not (os.path.isfile(pt) and os.path.isfile(js)):
+        return False
+    import torch
+    from .modeling import AttributeHeads, AttributeProbs
+
+    with open(js) as f:
+        meta = json.load(f)
+    hidden = meta["hidden_size"]
+    heads = AttributeHeads(hidden, meta["attributes"])
+    heads.load_state_dict(torch.load(pt, map_location="cpu"))
+    wrapper = AttributeProbs(heads).eval()
+    names = [a["output"] for a in meta["attributes"]]
+    dummy = torch.randn(2, meta.get("seq_len", 65), hidden)
+    torch.onnx.export(
+        wrapper, (dummy,), os.path.join(out, "attributes_model.onnx"),
+        input_names=["last_hidden_state"], output_names=names,
+        dynamic_axes={"last_hidden_state": {0: "batch_size", 1: "sequence_length"},
+                      **{n: {0: "batch_size"} for n in names}},
+        opset_version=17, dynamo=False,
+    )
+    with open(os.path.join(out, "attributes.json"), "w") as f:
+        json.dump({"attributes": meta["attributes"], "input": "last_hidden_state",
+                   "pooling": "mean over sequence axis", "hidden_size": hidden}, f, indent=1)
+        f.write("\n")
+    return True
+
+
+def export(ckpt: str, out: str, opset: int | None = None) -> list[str]:
+    """Exports ckpt to out (created). Returns the written file names. Raises CheckpointError on a bad folder."""
+    check_checkpoint(ckpt)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"output {out}: cannot create ({e.strerror}); pick a writable folder") from e
+    if not os.access(out, os.W_OK):
+        raise CheckpointError(f"output {out}: not writable; pick a writable folder")
+    from optimum.exporters.onnx import main_export
+
+    with tempfile.TemporaryDirectory(prefix="lookout-export-") as tmp:
+        main_export(model_name_or_path=ckpt, output=tmp, task="image-to-text-with-past", device="cpu",
+                    opset=opset, do_validation=False)
+        for name in KEEP:
+            src = os.path.join(tmp, name)
+            if os.path.isfile(src):
+                shutil.copyfile(src, os.path.join(out, name))
+        missing = [n for n in KEEP[:6] if not os.path.isfile(os.path.join(out, n))]
+        if missing:
+            raise CheckpointError(f"export of {ckpt}: exporter did not write {missing}; check the checkpoint has a tokenizer and preprocessor_config.json")
+    export_attributes(ckpt, out)
+    return sorted(os.listdir(out))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="export a VisionEncoderDecoder checkpoint folder to ONNX (optimum, image-to-text-with-past)")
+    ap.add_argument("--ckpt", required=True, help="local Hugging Face checkpoint folder (VisionEncoderDecoder ViT+GPT-2)")
+    ap.add_argument("--out", required=True, help="output folder (created)")
+    ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's choice)")
+    a = ap.parse_args(argv)
+    try:
+        files = export(a.ckpt, a.out, a.opset)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"exported {a.ckpt} -> {a.out}: {' '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
