@@ -112,6 +112,11 @@ def export(ckpt: str, out: str, opset: int | None = None) -> list[str]:
             src = os.path.join(tmp, name)
             if os.path.isfile(src):
                 shutil.copyfile(src, os.path.join(out, name))
+        # optimum re-saves generation_config.json without default-valued keys; keep the checkpoint's own
+        # file so max_length / num_beams stay written out for the Go engine.
+        own = os.path.join(ckpt, "generation_config.json")
+        if os.path.isfile(own):
+            shutil.copyfile(own, os.path.join(out, "generation_config.json"))
         missing = [n for n in KEEP[:6] if not os.path.isfile(os.path.join(out, n))]
         if missing:
             raise CheckpointError(f"export of {ckpt}: exporter did not write {missing}; check the checkpoint has a tokenizer and preprocessor_config.json")

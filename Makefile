@@ -1,0 +1,73 @@
+# lookout: `make demo` and `make test` work on a fresh Debian 12 machine.
+# Every tool and cache lives under .state/ (ignored; safe to delete).
+
+SHELL := /bin/bash
+STATE := $(CURDIR)/.state
+export LOOKOUT_ORT_LIB ?= $(STATE)/ort/libonnxruntime.so
+export GOFLAGS := -buildvcs=false
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN := bin/lookout
+PY := $(STATE)/venv/bin/python
+CKPT ?=
+FUZZTIME ?= 10s
+
+.PHONY: all deps deps-go deps-py build test test-go test-py test-e2e fuzz vet demo model export golden bench soak clean
+
+all: build
+
+## deps: install everything build and tests need (apt, ONNX Runtime, Kafka jars, venv)
+deps: deps-go deps-py
+
+deps-go:
+	scripts/deps-apt.sh
+	scripts/ort.sh
+	scripts/kafka.sh fetch
+
+deps-py:
+	scripts/venv.sh
+
+build: deps-go
+	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/lookout
+
+vet:
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+## test: everything CI runs: Go unit and integration tests against the real Kafka,
+## RTSP server and ONNX models, the Python training tests, and short fuzz runs.
+test: build deps-py vet test-go test-py fuzz
+
+test-go:
+	go test -count=1 -timeout 20m ./...
+
+test-py:
+	cd training && $(PY) -m pytest -q
+
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+## demo: start a local Kafka, caption four synthetic cameras, print captions read back from Kafka
+demo: build
+	scripts/demo.sh
+
+## model: reproduce models/demo from scratch (about 30 minutes on 2 cores)
+model: build deps-py
+	scripts/train-demo.sh
+
+## export: export a local VisionEncoderDecoder checkpoint: make export CKPT=path [OUT=dir]
+export: deps-py
+	@test -n "$(CKPT)" || { echo "usage: make export CKPT=path/to/checkpoint [OUT=dir]"; exit 2; }
+	$(PY) -m lookout_train export --ckpt "$(CKPT)" --out "$(or $(OUT),$(STATE)/export)"
+
+## golden: regenerate the golden outputs the Go engine is tested against
+golden: build deps-py
+	scripts/golden.sh
+
+bench: build deps-py
+	scripts/bench.sh
+
+soak: build
+	scripts/soak.sh 30m
+
+clean:
+	rm -rf bin

@@ -1,0 +1,408 @@
+// Package config loads and validates lookout's YAML configuration.
+//
+// Every field documents its default. Strings may reference environment
+// variables as ${NAME}, so secrets (RTSP and SASL passwords) stay out of the
+// file; SASL passwords may also come from a file.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of lookout.yaml.
+type Config struct {
+	// DataDir holds service state: the Kafka spool and replay checkpoints.
+	// Default "lookout-data".
+	DataDir string `yaml:"data_dir"`
+	Log     Log     `yaml:"log"`
+	HTTP    HTTP    `yaml:"http"`
+	Model   Model   `yaml:"model"`
+	// Pipeline tunes batching and queues.
+	Pipeline Pipeline `yaml:"pipeline"`
+	// Sources to caption; at least one for `lookout run`.
+	Sources []Source `yaml:"sources"`
+	Sinks   Sinks    `yaml:"sinks"`
+}
+
+// Log configures zerolog output.
+type Log struct {
+	// Level is trace|debug|info|warn|error. Default "info".
+	Level string `yaml:"level"`
+	// Format is json|console|auto; auto means console on a terminal, JSON
+	// otherwise. Default "auto".
+	Format string `yaml:"format"`
+}
+
+// HTTP configures the metrics, health and source-management server.
+type HTTP struct {
+	// Listen is host:port; empty disables the server. Default "127.0.0.1:9464".
+	Listen string `yaml:"listen"`
+	// Token, when set, is the bearer token the source-management endpoint
+	// requires. Required when Listen is not a loopback address.
+	// Default ${LOOKOUT_HTTP_TOKEN}.
+	Token string `yaml:"token"`
+}
+
+// Model selects and tunes the captioning model.
+type Model struct {
+	// Dir is a model folder in optimum's image-to-text-with-past layout.
+	// Default "models/demo".
+	Dir string `yaml:"dir"`
+	// Provider is cpu|cuda|tensorrt. Default "cpu".
+	Provider string `yaml:"provider"`
+	// AllowCPUFallback logs and falls back to CPU when the provider cannot
+	// load. Default false.
+	AllowCPUFallback bool `yaml:"allow_cpu_fallback"`
+	// IntraOpThreads and InterOpThreads: 0 lets ONNX Runtime decide.
+	IntraOpThreads int `yaml:"intra_op_threads"`
+	InterOpThreads int `yaml:"inter_op_threads"`
+	// Library is the ONNX Runtime shared library. Default: $LOOKOUT_ORT_LIB,
+	// else .state/ort/libonnxruntime.so under the repository.
+	Library string `yaml:"library"`
+	// Generation overrides generation_config.json; unset fields keep the
+	// model's values.
+	Generation Generation `yaml:"generation"`
+}
+
+// Generation overrides the model's generation settings.
+type Generation struct {
+	NumBeams          *int     `yaml:"num_beams"`
+	MaxNewTokens      *int     `yaml:"max_new_tokens"`
+	MinLength         *int     `yaml:"min_length"`
+	LengthPenalty     *float64 `yaml:"length_penalty"`
+	RepetitionPenalty *float64 `yaml:"repetition_penalty"`
+	NoRepeatNgramSize *int     `yaml:"no_repeat_ngram_size"`
+	EarlyStopping     *string  `yaml:"early_stopping"`
+}
+
+// Pipeline tunes batching and queues.
+type Pipeline struct {
+	// MaxBatch is the largest cross-source batch. Default 8.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxWait is how long the first frame of a batch waits for company.
+	// Default 50ms.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// Workers is the number of inference workers. Default 1.
+	Workers int `yaml:"workers"`
+	// QueueSize is the per-source queue length. Default 4.
+	QueueSize int `yaml:"queue_size"`
+}
+
+// Source is one camera, device, file or synthetic scene.
+type Source struct {
+	// ID names the source in records and metrics, and is the Kafka key.
+	// Required, unique, [A-Za-z0-9._-]+.
+	ID string `yaml:"id"`
+	// URI is file:///path or a path, rtsp://host/path, device://N or
+	// /dev/videoN, or synth://driving?seed=1&fps=30&size=1280x720.
+	URI string `yaml:"uri"`
+	// Every samples one frame per interval of stream time. Default 1s when
+	// FPS is 0.
+	Every time.Duration `yaml:"every"`
+	// FPS samples N frames per second instead of Every.
+	FPS float64 `yaml:"fps"`
+	// Realtime paces file replays at native speed. Default false.
+	Realtime bool `yaml:"realtime"`
+	// Labels are copied into every record of this source.
+	Labels map[string]string `yaml:"labels"`
+	// Topic overrides the Kafka topic for this source.
+	Topic string `yaml:"topic"`
+}
+
+// Sinks lists where records go. At least one must be enabled.
+type Sinks struct {
+	Kafka Kafka `yaml:"kafka"`
+	JSONL JSONL `yaml:"jsonl"`
+	Video Video `yaml:"video"`
+}
+
+// Kafka configures the Kafka sink.
+type Kafka struct {
+	// Enabled turns the sink on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Brokers are host:port bootstrap addresses. Default ["127.0.0.1:9092"].
+	Brokers []string `yaml:"brokers"`
+	// Topic receives records unless a source overrides it.
+	// Default "lookout.captions".
+	Topic string `yaml:"topic"`
+	// Compression is none|gzip|snappy|lz4|zstd. Default "lz4".
+	Compression string `yaml:"compression"`
+	// BatchSize is the most records per produce request. Default 100.
+	BatchSize int `yaml:"batch_size"`
+	// BatchTimeout bounds how long a partial batch waits. Default 10ms.
+	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	TLS          TLS           `yaml:"tls"`
+	SASL         SASL          `yaml:"sasl"`
+	// SpoolMaxBytes bounds the disk spool under DataDir/spool.
+	// Default 1 GiB.
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
+}
+
+// TLS configures encryption to the brokers.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures broker authentication.
+type SASL struct {
+	// Mechanism is ""|plain|scram-sha-256|scram-sha-512. Default "" (none).
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	// Password; prefer ${ENV} or PasswordFile. Default ${LOOKOUT_KAFKA_PASSWORD}.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// String never shows the password.
+func (s SASL) String() string {
+	return fmt.Sprintf("SASL{mechanism=%s user=%s password=%s}", s.Mechanism, s.Username, redacted(s.Password))
+}
+
+func redacted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "xxxxx"
+}
+
+// JSONL configures the JSON-lines sink.
+type JSONL struct {
+	// Path is a file, or "-" for stdout. Empty disables the sink.
+	Path string `yaml:"path"`
+}
+
+// Video configures the annotated-video sink.
+type Video struct {
+	// Path of the annotated MP4; empty disables the sink.
+	Path string `yaml:"path"`
+}
+
+// Default returns the configuration used when a field is not set.
+func Default() Config {
+	return Config{
+		DataDir:  "lookout-data",
+		Log:      Log{Level: "info", Format: "auto"},
+		HTTP:     HTTP{Listen: "127.0.0.1:9464"},
+		Model:    Model{Dir: "models/demo", Provider: "cpu"},
+		Pipeline: Pipeline{MaxBatch: 8, MaxWait: 50 * time.Millisecond, Workers: 1, QueueSize: 4},
+		Sinks: Sinks{Kafka: Kafka{
+			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", Compression: "lz4",
+			BatchSize: 100, BatchTimeout: 10 * time.Millisecond, SpoolMaxBytes: 1 << 30,
+		}},
+	}
+}
+
+// Load reads, expands, defaults and validates a YAML file.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Config{}, fmt.Errorf("config %s: file not found; pass an existing file to --config (examples in configs/)", path)
+		}
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	c, err := Parse(b, os.Getenv)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Parse decodes YAML strictly (unknown fields are errors), expands ${ENV}
+// references with getenv, applies defaults and validates.
+func Parse(b []byte, getenv func(string) string) (Config, error) {
+	var missing []string
+	expanded := envRef.ReplaceAllStringFunc(string(b), func(m string) string {
+		name := envRef.FindStringSubmatch(m)[1]
+		v := getenv(name)
+		if v == "" {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return Config{}, fmt.Errorf("environment variable %s is referenced but not set; export it or remove the reference", missing[0])
+	}
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(expanded)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("invalid YAML: %s", oneLine(err.Error()))
+	}
+	if c.HTTP.Token == "" {
+		c.HTTP.Token = getenv("LOOKOUT_HTTP_TOKEN")
+	}
+	if c.Sinks.Kafka.SASL.Password == "" {
+		c.Sinks.Kafka.SASL.Password = getenv("LOOKOUT_KAFKA_PASSWORD")
+	}
+	for i := range c.Sources {
+		if c.Sources[i].Every == 0 && c.Sources[i].FPS == 0 {
+			c.Sources[i].Every = time.Second
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+var sourceID = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// Validate checks every field and names the first bad one.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console", "auto":
+	default:
+		bad("log.format", "%q is not one of json, console, auto", c.Log.Format)
+	}
+	if c.HTTP.Listen != "" {
+		host, _, err := net.SplitHostPort(c.HTTP.Listen)
+		if err != nil {
+			bad("http.listen", "%q is not host:port", c.HTTP.Listen)
+		} else if !isLoopback(host) && c.HTTP.Token == "" {
+			bad("http.token", "required when http.listen (%s) is not a loopback address; set it or LOOKOUT_HTTP_TOKEN", c.HTTP.Listen)
+		}
+	}
+	if c.Model.Dir == "" {
+		bad("model.dir", "must name a model folder")
+	}
+	switch c.Model.Provider {
+	case "cpu", "cuda", "tensorrt":
+	default:
+		bad("model.provider", "%q is not one of cpu, cuda, tensorrt", c.Model.Provider)
+	}
+	if c.Model.IntraOpThreads < 0 || c.Model.InterOpThreads < 0 {
+		bad("model.intra_op_threads", "thread counts must be >= 0")
+	}
+	g := c.Model.Generation
+	if g.NumBeams != nil && *g.NumBeams < 1 {
+		bad("model.generation.num_beams", "must be >= 1, got %d", *g.NumBeams)
+	}
+	if g.MaxNewTokens != nil && *g.MaxNewTokens < 1 {
+		bad("model.generation.max_new_tokens", "must be >= 1, got %d", *g.MaxNewTokens)
+	}
+	if g.RepetitionPenalty != nil && *g.RepetitionPenalty <= 0 {
+		bad("model.generation.repetition_penalty", "must be > 0, got %g", *g.RepetitionPenalty)
+	}
+	if g.EarlyStopping != nil {
+		switch *g.EarlyStopping {
+		case "true", "false", "never":
+		default:
+			bad("model.generation.early_stopping", "%q is not one of true, false, never", *g.EarlyStopping)
+		}
+	}
+	p := c.Pipeline
+	if p.MaxBatch < 1 || p.MaxBatch > 256 {
+		bad("pipeline.max_batch", "must be between 1 and 256, got %d", p.MaxBatch)
+	}
+	if p.MaxWait < 0 {
+		bad("pipeline.max_wait", "must be >= 0, got %s", p.MaxWait)
+	}
+	if p.Workers < 1 || p.Workers > 64 {
+		bad("pipeline.workers", "must be between 1 and 64, got %d", p.Workers)
+	}
+	if p.QueueSize < 1 {
+		bad("pipeline.queue_size", "must be >= 1, got %d", p.QueueSize)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Sources {
+		f := fmt.Sprintf("sources[%d]", i)
+		if !sourceID.MatchString(s.ID) {
+			bad(f+".id", "%q must be non-empty and use only letters, digits, '.', '_' and '-'", s.ID)
+		} else if seen[s.ID] {
+			bad(f+".id", "%q is used by another source", s.ID)
+		}
+		seen[s.ID] = true
+		if strings.TrimSpace(s.URI) == "" {
+			bad(f+".uri", "must be set (file path, rtsp://, device://N or synth://)")
+		}
+		if s.Every < 0 {
+			bad(f+".every", "must be > 0, got %s", s.Every)
+		}
+		if s.FPS < 0 || s.FPS > 240 {
+			bad(f+".fps", "must be between 0 and 240, got %g", s.FPS)
+		}
+		if s.Every > 0 && s.FPS > 0 {
+			bad(f+".every", "set either every or fps, not both")
+		}
+	}
+	k := c.Sinks.Kafka
+	if k.Enabled {
+		if len(k.Brokers) == 0 {
+			bad("sinks.kafka.brokers", "must list at least one host:port")
+		}
+		for _, b := range k.Brokers {
+			if _, _, err := net.SplitHostPort(b); err != nil {
+				bad("sinks.kafka.brokers", "%q is not host:port", b)
+			}
+		}
+		if k.Topic == "" {
+			bad("sinks.kafka.topic", "must be set")
+		}
+		switch k.Compression {
+		case "none", "gzip", "snappy", "lz4", "zstd":
+		default:
+			bad("sinks.kafka.compression", "%q is not one of none, gzip, snappy, lz4, zstd", k.Compression)
+		}
+		if k.BatchSize < 1 {
+			bad("sinks.kafka.batch_size", "must be >= 1, got %d", k.BatchSize)
+		}
+		if k.SpoolMaxBytes < 1<<20 {
+			bad("sinks.kafka.spool_max_bytes", "must be at least 1 MiB, got %d", k.SpoolMaxBytes)
+		}
+		switch k.SASL.Mechanism {
+		case "":
+		case "plain", "scram-sha-256", "scram-sha-512":
+			if k.SASL.Username == "" {
+				bad("sinks.kafka.sasl.username", "required with mechanism %s", k.SASL.Mechanism)
+			}
+			if k.SASL.Password == "" && k.SASL.PasswordFile == "" {
+				bad("sinks.kafka.sasl.password", "required with mechanism %s; set password_file or LOOKOUT_KAFKA_PASSWORD", k.SASL.Mechanism)
+			}
+		default:
+			bad("sinks.kafka.sasl.mechanism", "%q is not one of plain, scram-sha-256, scram-sha-512", k.SASL.Mechanism)
+		}
+	}
+	if !k.Enabled && c.Sinks.JSONL.Path == "" && c.Sinks.Video.Path == "" {
+		bad("sinks", "enable at least one of kafka, jsonl, video")
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
