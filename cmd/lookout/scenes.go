@@ -1,16 +1,250 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"lookout/synth"
 )
 
-// Placeholder until the owner of this command lands it.
+// newScenesCmd groups the synthetic-scene tools: rendering clips with their
+// truth, rendering training sets, and scoring captions against the truth.
 func newScenesCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "scenes",
-		Short: "(not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("scenes: not built yet") },
+		Short: "Render synthetic scenes with known captions and score captions against them",
+		Long: `Synthetic scenes are procedurally drawn video whose true caption is known for
+every frame (docs/SCENES.md). Domains: driving, surveillance.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	cmd.AddCommand(newScenesVideoCmd(), newScenesDatasetCmd(), newScenesScoreCmd())
+	return cmd
+}
+
+func newScenesVideoCmd() *cobra.Command {
+	var (
+		domain, size, out string
+		seed              int64
+		duration          time.Duration
+		fps               float64
+	)
+	cmd := &cobra.Command{
+		Use:   "video",
+		Short: "Write an H.264 MP4 of a scene and its per-frame truth (X.mp4 -> X.truth.jsonl)",
+		Example: "  lookout scenes video --domain driving --seed 7 --duration 60s --size 1280x720 --fps 30 --out clip.mp4\n" +
+			"  lookout scenes score --truth clip.truth.jsonl --captions captions.jsonl",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := synth.ParseDomain(domain)
+			if err != nil {
+				return usagef("--domain: %w", err)
+			}
+			w, h, err := parseSceneSize(size)
+			if err != nil {
+				return usagef("--size: %w", err)
+			}
+			if duration <= 0 {
+				return usagef("--duration %v: must be positive, e.g. 60s", duration)
+			}
+			if !(fps > 0) || fps > 1000 {
+				return usagef("--fps %v: must be in (0, 1000], e.g. 30", fps)
+			}
+			if out == "" {
+				return usagef("--out: an output path is required, e.g. --out clip.mp4")
+			}
+			if w%2 != 0 || h%2 != 0 {
+				return usagef("--size %s: H.264 needs even sides", size)
+			}
+			if err := checkWritableFile(synth.TruthPath(out)); err != nil {
+				return usagef("--out: %w", err)
+			}
+			if err := checkWritableFile(out); err != nil {
+				return usagef("--out: %w", err)
+			}
+			opts := synth.VideoOptions{Domain: d, Seed: seed, Duration: duration, Width: w, Height: h, FPS: fps, Out: out}
+			bar := newSceneBar(cmd.ErrOrStderr(), synth.FrameCount(duration, fps), "rendering "+filepath.Base(out))
+			if bar != nil {
+				opts.Progress = func(done, _ int) { _ = bar.Set(done) }
+			}
+			n, err := synth.WriteVideo(opts)
+			if bar != nil {
+				_ = bar.Finish()
+				fmt.Fprintln(cmd.ErrOrStderr())
+			}
+			if err != nil {
+				return fmt.Errorf("scenes video: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s (%d frames, %dx%d, %g fps)\n", out, synth.TruthPath(out), n, w, h, fps)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&domain, "domain", "driving", "scene domain: driving or surveillance")
+	f.Int64Var(&seed, "seed", 1, "scene seed; equal seeds give identical clips")
+	f.DurationVar(&duration, "duration", 60*time.Second, "clip length")
+	f.StringVar(&size, "size", "1280x720", "frame size WxH (even sides)")
+	f.Float64Var(&fps, "fps", 30, "frames per second")
+	f.StringVar(&out, "out", "", "output MP4 path; the truth goes next to it as <name>.truth.jsonl (required)")
+	return cmd
+}
+
+func newScenesDatasetCmd() *cobra.Command {
+	var (
+		domain, size, storeSize, out string
+		n                            int
+		seed                         int64
+		h264                         bool
+	)
+	cmd := &cobra.Command{
+		Use:     "dataset",
+		Short:   "Render independent random samples as PNG images plus captions.jsonl and schema.json",
+		Example: "  lookout scenes dataset --domain both --n 5000 --seed 1 --size 640x360 --store-size 64x64 --out data/train",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var domains []synth.Domain
+			if domain == "both" {
+				domains = synth.Domains
+			} else {
+				d, err := synth.ParseDomain(domain)
+				if err != nil {
+					return usagef("--domain: %w (or both)", err)
+				}
+				domains = []synth.Domain{d}
+			}
+			w, h, err := parseSceneSize(size)
+			if err != nil {
+				return usagef("--size: %w", err)
+			}
+			var sw, sh int
+			if storeSize != "" {
+				if sw, sh, err = parseSceneSize(storeSize); err != nil {
+					return usagef("--store-size: %w", err)
+				}
+			}
+			if n <= 0 {
+				return usagef("--n %d: must be positive", n)
+			}
+			if out == "" {
+				return usagef("--out: an output folder is required")
+			}
+			if h264 && (w%2 != 0 || h%2 != 0) {
+				return usagef("--size %s: H.264 needs even sides (or pass --h264=false)", size)
+			}
+			if err := os.MkdirAll(filepath.Join(out, "images"), 0o755); err != nil {
+				return usagef("--out: cannot create the dataset folder: %w", err)
+			}
+			opts := synth.DatasetOptions{Domains: domains, N: n, Seed: seed, Width: w, Height: h,
+				StoreWidth: sw, StoreHeight: sh, H264: h264, Out: out}
+			bar := newSceneBar(cmd.ErrOrStderr(), n, "samples")
+			if bar != nil {
+				opts.Progress = func(done, _ int) { _ = bar.Set(done) }
+			}
+			start := time.Now()
+			err = synth.WriteDataset(opts)
+			if bar != nil {
+				_ = bar.Finish()
+				fmt.Fprintln(cmd.ErrOrStderr())
+			}
+			if err != nil {
+				return fmt.Errorf("scenes dataset: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d samples to %s in %.1fs\n", n, out, time.Since(start).Seconds())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&domain, "domain", "both", "scene domain: driving, surveillance or both (alternating)")
+	f.IntVar(&n, "n", 1000, "number of samples")
+	f.Int64Var(&seed, "seed", 1, "dataset seed; equal options give identical datasets")
+	f.StringVar(&size, "size", "640x360", "render size WxH")
+	f.StringVar(&storeSize, "store-size", "", "stored image size WxH, resized with INTER_AREA (default: the render size)")
+	f.StringVar(&out, "out", "", "output folder (required)")
+	f.BoolVar(&h264, "h264", true, "pass samples through an H.264 encode and decode at the render size")
+	return cmd
+}
+
+func newScenesScoreCmd() *cobra.Command {
+	var truthPath, capPath string
+	cmd := &cobra.Command{
+		Use:   "score",
+		Short: "Score caption records against a clip's truth; the last line is exact_match=... slot_accuracy=... frames=N",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if truthPath == "" || capPath == "" {
+				return usagef("--truth and --captions are both required")
+			}
+			truth, err := synth.ReadTruthFile(truthPath)
+			if err != nil {
+				return usagef("--truth: %w", err)
+			}
+			if len(truth) == 0 {
+				return usagef("--truth: %s holds no truth lines", truthPath)
+			}
+			caps, err := synth.ReadCaptionsFile(capPath)
+			if err != nil {
+				return usagef("--captions: %w", err)
+			}
+			r := synth.Score(truth, caps)
+			w := cmd.OutOrStdout()
+			for _, s := range r.Slots {
+				fmt.Fprintf(w, "slot %s.%s accuracy=%.3f (%d/%d)\n", s.Domain, s.Name, s.Accuracy, s.Correct, s.Total)
+			}
+			if r.Unmatched > 0 {
+				fmt.Fprintf(w, "unmatched=%d (caption records outside the clip's frames, not scored)\n", r.Unmatched)
+			}
+			if r.Unparseable > 0 {
+				fmt.Fprintf(w, "unparseable=%d\n", r.Unparseable)
+			}
+			fmt.Fprintln(w, r.String())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&truthPath, "truth", "", "truth JSONL written by scenes video (required)")
+	cmd.Flags().StringVar(&capPath, "captions", "", "caption records JSONL, e.g. from lookout caption --out (required)")
+	return cmd
+}
+
+// parseSceneSize parses "WxH" with positive sides up to synth.MaxSide.
+func parseSceneSize(s string) (int, int, error) {
+	ws, hs, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
+	w, errW := strconv.Atoi(ws)
+	h, errH := strconv.Atoi(hs)
+	if !ok || errW != nil || errH != nil || w <= 0 || h <= 0 || w > synth.MaxSide || h > synth.MaxSide {
+		return 0, 0, fmt.Errorf("%q is not a size: want WxH with sides in 1..%d, e.g. 1280x720", s, synth.MaxSide)
+	}
+	return w, h, nil
+}
+
+// checkWritableFile creates path (and leaves it) to report an unwritable output early.
+func checkWritableFile(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot write: %w", err)
+	}
+	return f.Close()
+}
+
+// newSceneBar returns a progress bar on w when w is a terminal, else nil.
+func newSceneBar(w io.Writer, total int, what string) *progressbar.ProgressBar {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+	)
 }
