@@ -20,6 +20,17 @@ type Result struct {
 	// Attributes holds the multi-task heads' answers when the model ships them.
 	Attributes map[string]Attribute `json:"attributes,omitempty"`
 	Timings    Timings              `json:"timings"`
+	// Alternatives are the other returned beams, best first, when
+	// num_return_sequences > 1 (beam search only).
+	Alternatives []Alternative `json:"alternatives,omitempty"`
+}
+
+// Alternative is one more beam search hypothesis for the same image.
+type Alternative struct {
+	Caption string  `json:"caption"`
+	Tokens  []int64 `json:"tokens"`
+	// Score is the beam score: sum of log-probabilities / length**length_penalty.
+	Score float64 `json:"score"`
 }
 
 // Attribute is the most probable class of one attribute head.

@@ -26,6 +26,9 @@ type Frame struct {
 	// GapDuration says how long it was away.
 	Gap         bool
 	GapDuration time.Duration
+	// Truth holds the ground-truth slots of a synthetic frame (see package
+	// synth); nil for camera and file frames.
+	Truth map[string]string
 }
 
 // Close releases the frame's image.

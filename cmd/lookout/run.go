@@ -1,16 +1,142 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"os"
+	"os/signal"
+	"reflect"
+	"syscall"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+
+	"lookout/internal/config"
 )
 
-// Placeholder until the owner of this command lands it.
 func newRunCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "(not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("run: not built yet") },
+	var cfgPath, logFormat string
+	var fromStart bool
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the captioning service",
+		Long: `Run captions every configured source and delivers records to the configured sinks
+until SIGINT or SIGTERM (graceful: queued frames are captioned and sinks flushed; a second
+signal exits at once). SIGHUP reloads the sources from the config file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				return usagef("run: --config is required (examples in configs/)")
+			}
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return usageError{err}
+			}
+			if logFormat != "" {
+				cfg.Log.Format = logFormat
+			}
+			log := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+			return runService(cmd.Context(), cfgPath, cfg, fromStart, log)
+		},
 	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "YAML config file (required)")
+	cmd.Flags().StringVar(&logFormat, "log-format", "", "override log.format: json, console or auto")
+	cmd.Flags().BoolVar(&fromStart, "from-start", false, "replay files from the start, ignoring checkpoints")
+	return cmd
+}
+
+func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStart bool, log zerolog.Logger) error {
+	if len(cfg.Sources) == 0 {
+		log.Warn().Msg("no sources configured; add some with POST /sources or SIGHUP after editing the config")
+	}
+	svc, err := newService(ctx, cfg, log, serviceOptions{fromStart: fromStart})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	for _, src := range cfg.Sources {
+		if err := svc.AddSource(src); err != nil {
+			return usageError{err}
+		}
+	}
+	if cfg.HTTP.Listen != "" {
+		ops, err := startOpsServer(cfg.HTTP.Listen, cfg.HTTP.Token, svc.reg, svc.Ready, svc, log.With().Str("component", "http").Logger())
+		if err != nil {
+			return err
+		}
+		defer ops.Close()
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() {
+		stopping := false
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigs:
+				switch {
+				case sig == syscall.SIGHUP:
+					reload(cfgPath, svc, log)
+				case !stopping:
+					stopping = true
+					log.Info().Str("signal", sig.String()).Msg("shutting down: captioning queued frames, flushing sinks (signal again to exit at once)")
+					svc.pipe.Stop()
+				default:
+					log.Warn().Msg("second signal: exiting at once")
+					svc.pipe.Kill()
+				}
+			}
+		}
+	}()
+	log.Info().Int("sources", len(cfg.Sources)).Msg("running")
+	err = svc.pipe.Run(ctx)
+	close(done)
+	if err != nil {
+		return err
+	}
+	log.Info().Msg("stopped cleanly")
+	return nil
+}
+
+// reload applies the config file's source list: removed and changed sources
+// stop, new and changed ones start; the others keep running undisturbed.
+func reload(cfgPath string, svc *service, log zerolog.Logger) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		log.Error().Err(err).Msg("reload refused; keeping the running sources")
+		return
+	}
+	want := map[string]config.Source{}
+	for _, s := range cfg.Sources {
+		want[s.ID] = s
+	}
+	svc.mu.Lock()
+	have := map[string]config.Source{}
+	for id, s := range svc.sources {
+		have[id] = s
+	}
+	svc.mu.Unlock()
+	var added, removed int
+	for id, s := range have {
+		if w, ok := want[id]; !ok || !reflect.DeepEqual(w, s) {
+			if err := svc.RemoveSource(id); err != nil {
+				log.Error().Err(err).Str("source", id).Msg("reload: remove failed")
+			}
+			removed++
+		}
+	}
+	for id, s := range want {
+		if h, ok := have[id]; ok && reflect.DeepEqual(h, s) {
+			continue
+		}
+		if err := svc.AddSource(s); err != nil {
+			log.Error().Err(err).Str("source", id).Msg("reload: add failed")
+			continue
+		}
+		added++
+	}
+	log.Info().Int("started", added).Int("stopped", removed).Msg("reloaded sources")
 }

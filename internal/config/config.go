@@ -24,9 +24,9 @@ type Config struct {
 	// DataDir holds service state: the Kafka spool and replay checkpoints.
 	// Default "lookout-data".
 	DataDir string `yaml:"data_dir"`
-	Log     Log     `yaml:"log"`
-	HTTP    HTTP    `yaml:"http"`
-	Model   Model   `yaml:"model"`
+	Log     Log    `yaml:"log"`
+	HTTP    HTTP   `yaml:"http"`
+	Model   Model  `yaml:"model"`
 	// Pipeline tunes batching and queues.
 	Pipeline Pipeline `yaml:"pipeline"`
 	// Sources to caption; at least one for `lookout run`.
@@ -405,4 +405,26 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ParseSource decodes one source given as YAML or JSON (the body of POST
+// /sources), e.g. {"id":"cam2","uri":"rtsp://host/x","every":"1s"}, applies
+// the sampling default and validates it.
+func ParseSource(b []byte) (Source, error) {
+	var s Source
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return Source{}, fmt.Errorf("invalid source: %s", oneLine(err.Error()))
+	}
+	if s.Every == 0 && s.FPS == 0 {
+		s.Every = time.Second
+	}
+	c := Default()
+	c.Sources = []Source{s}
+	c.Sinks.JSONL.Path = "-"
+	if err := c.Validate(); err != nil {
+		return Source{}, err
+	}
+	return s, nil
 }

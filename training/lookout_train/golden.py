@@ -96,7 +96,18 @@ def run(model_dir: str, ckpt: str, name: str, image_paths: list[str], out: str) 
     torch.manual_seed(0)
     proc = ViTImageProcessor.from_pretrained(model_dir, use_fast=False)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = VisionEncoderDecoderModel.from_pretrained(ckpt).eval()
+    if ckpt:
+        model = VisionEncoderDecoderModel.from_pretrained(ckpt).eval()
+        reference = "pytorch"
+        encode = lambda pv: model.encoder(pixel_values=pv).last_hidden_state
+        first_logits = lambda enc, start: model.decoder(input_ids=start, encoder_hidden_states=enc).logits[0, -1].numpy()
+    else:
+        from optimum.onnxruntime import ORTModelForVision2Seq
+
+        model = ORTModelForVision2Seq.from_pretrained(model_dir, use_cache=True)
+        reference = "onnxruntime"
+        encode = lambda pv: model.encoder(pixel_values=pv).last_hidden_state
+        first_logits = lambda enc, start: model.decoder(input_ids=start, encoder_hidden_states=enc).logits[0, -1].numpy()
     gc = model.generation_config
     max_length = int(gc.max_length or 20)
     pv_dir = os.path.join(out, "pixel_values", name)
@@ -109,6 +120,7 @@ def run(model_dir: str, ckpt: str, name: str, image_paths: list[str], out: str) 
         "format": "lookout-golden/1",
         "model": name,
         "model_dir": model_dir,
+        "reference": reference,
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         "decoder_start_token_id": int(model.config.decoder_start_token_id),
         "eos_token_id": int(gc.eos_token_id),
@@ -128,9 +140,10 @@ def run(model_dir: str, ckpt: str, name: str, image_paths: list[str], out: str) 
             iname = os.path.splitext(os.path.basename(path))[0]
             pv_path = os.path.join(pv_dir, iname + ".f32")
             pv.numpy().astype("<f4").tofile(pv_path)
-            enc = model.encoder(pixel_values=pv).last_hidden_state
+            enc = encode(pv)
             start = torch.tensor([[model.config.decoder_start_token_id]])
-            logits = model.decoder(input_ids=start, encoder_hidden_states=enc).logits[0, -1].numpy()
+            logits = first_logits(enc, start)
+            enc = enc.detach()
             entry = {
                 "name": iname,
                 "file": rel(path),
@@ -199,7 +212,7 @@ def main(argv=None):
     a1.add_argument("--out", default="testdata/golden/images")
     a2 = sub.add_parser("run")
     a2.add_argument("--model", required=True, help="exported model folder (processor, tokenizer)")
-    a2.add_argument("--ckpt", required=True, help="PyTorch checkpoint folder the export came from")
+    a2.add_argument("--ckpt", default=None, help="PyTorch checkpoint folder the export came from (default: ONNX Runtime reference)")
     a2.add_argument("--name", required=True)
     a2.add_argument("--images", default="testdata/golden/images", help="folder of PNGs (sorted) or comma list")
     a2.add_argument("--out", default="testdata/golden")

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lookout/ingest"
+)
+
+// sourceMetrics feeds ingest's counts to Prometheus.
+type sourceMetrics struct {
+	read, sampled, stale, down, reconnects *prometheus.CounterVec
+}
+
+var _ ingest.Metrics = (*sourceMetrics)(nil)
+
+func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
+	vec := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"source"})
+	}
+	m := &sourceMetrics{
+		read:       vec("lookout_source_frames_read_total", "Frames decoded, sampled or not."),
+		sampled:    vec("lookout_source_frames_sampled_total", "Frames the sampler passed on for captioning."),
+		stale:      vec("lookout_source_frames_stale_total", "Live frames replaced by a newer one before the sampling tick."),
+		down:       vec("lookout_source_outages_total", "Live source outages (disconnects, stuck streams)."),
+		reconnects: vec("lookout_source_reconnects_total", "Successful reopens after an outage."),
+	}
+	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *sourceMetrics) FramesRead(id string, n int) { m.read.WithLabelValues(id).Add(float64(n)) }
+func (m *sourceMetrics) FrameSampled(id string)      { m.sampled.WithLabelValues(id).Inc() }
+func (m *sourceMetrics) FramesStale(id string, n int) {
+	m.stale.WithLabelValues(id).Add(float64(n))
+}
+func (m *sourceMetrics) SourceDown(id string)  { m.down.WithLabelValues(id).Inc() }
+func (m *sourceMetrics) Reconnected(id string) { m.reconnects.WithLabelValues(id).Inc() }

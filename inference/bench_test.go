@@ -1,0 +1,130 @@
+package inference
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gocv.io/x/gocv"
+)
+
+// benchModel is models/demo when it has been exported, else the tiny fixture.
+func benchModel(b *testing.B) *Model {
+	root := repoRoot(b)
+	dir := filepath.Join(root, "models", "demo")
+	if _, err := os.Stat(filepath.Join(dir, fileEncoder)); err != nil {
+		dir = tinyDir(b)
+	}
+	return loadShared(b, dir)
+}
+
+// benchImages are the golden images, cycled to n, as 1280x720 frames would be costlier;
+// one 1280x720 synthetic frame is added to exercise a realistic resize.
+func benchImages(b *testing.B, n int) []gocv.Mat {
+	g := loadGolden(b, "tiny-vit-gpt2")
+	var src []gocv.Mat
+	for _, im := range g.Images {
+		m := readImage(b, g.path(im.File))
+		big := gocv.NewMat()
+		gocv.Resize(m, &big, imagePoint(1280, 720), 0, 0, gocv.InterpolationLinear)
+		m.Close()
+		src = append(src, big)
+	}
+	b.Cleanup(func() {
+		for _, m := range src {
+			m.Close()
+		}
+	})
+	out := make([]gocv.Mat, n)
+	for i := range out {
+		out[i] = src[i%len(src)]
+	}
+	return out
+}
+
+func BenchmarkPreprocess1280x720(b *testing.B) {
+	m := benchModel(b)
+	imgs := benchImages(b, 1)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.mu.Lock()
+		err := m.preprocess(imgs)
+		m.mu.Unlock()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncoder(b *testing.B) {
+	m := benchModel(b)
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if err := m.preprocess(benchImages(b, n)); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := m.encode(n); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecoderStep is one cached decoder step at past length 8.
+func BenchmarkDecoderStep(b *testing.B) {
+	m := benchModel(b)
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if err := m.preprocess(benchImages(b, n)); err != nil {
+				b.Fatal(err)
+			}
+			if err := m.encode(n); err != nil {
+				b.Fatal(err)
+			}
+			toks := make([]int64, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				d := m.newDecoder(n, n, 10)
+				for s := 0; s < 8; s++ {
+					if _, err := d.step(toks); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				if _, err := d.step(toks); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkCaption(b *testing.B) {
+	m := benchModel(b)
+	for _, n := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			imgs := benchImages(b, n)
+			s0 := m.SessionTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := m.Caption(bg, imgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			el := b.Elapsed()
+			b.ReportMetric(float64(n*b.N)/el.Seconds(), "captions/s")
+			if s := (m.SessionTime() - s0).Seconds(); s > 0 {
+				b.ReportMetric(100*(el.Seconds()-s)/s, "%overhead")
+			}
+		})
+	}
+}

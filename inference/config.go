@@ -1,0 +1,511 @@
+package inference
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// ModelConfig is the part of a VisionEncoderDecoder config.json the engine reads.
+type ModelConfig struct {
+	ModelType           string        `json:"model_type"`
+	Encoder             EncoderConfig `json:"encoder"`
+	Decoder             DecoderConfig `json:"decoder"`
+	DecoderStartTokenID *int64        `json:"decoder_start_token_id"`
+	PadTokenID          *int64        `json:"pad_token_id"`
+	BosTokenID          *int64        `json:"bos_token_id"`
+	EOSTokenID          TokenIDs      `json:"eos_token_id"`
+}
+
+// EncoderConfig is the ViT part of config.json.
+type EncoderConfig struct {
+	ModelType   string `json:"model_type"`
+	HiddenSize  int    `json:"hidden_size"`
+	ImageSize   int    `json:"image_size"`
+	PatchSize   int    `json:"patch_size"`
+	NumChannels int    `json:"num_channels"`
+	NumLayers   int    `json:"num_hidden_layers"`
+	NumHeads    int    `json:"num_attention_heads"`
+}
+
+// DecoderConfig is the GPT-2 part of config.json.
+type DecoderConfig struct {
+	ModelType           string   `json:"model_type"`
+	VocabSize           int      `json:"vocab_size"`
+	NEmbd               int      `json:"n_embd"`
+	NHead               int      `json:"n_head"`
+	NLayer              int      `json:"n_layer"`
+	NPositions          int      `json:"n_positions"`
+	DecoderStartTokenID *int64   `json:"decoder_start_token_id"`
+	PadTokenID          *int64   `json:"pad_token_id"`
+	BosTokenID          *int64   `json:"bos_token_id"`
+	EOSTokenID          TokenIDs `json:"eos_token_id"`
+}
+
+// TokenIDs decodes a JSON token id that may be null, one integer or a list of integers.
+type TokenIDs []int64
+
+// UnmarshalJSON accepts null, an integer or a list of integers.
+func (t *TokenIDs) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		*t = nil
+		return nil
+	}
+	var one int64
+	if err := json.Unmarshal(b, &one); err == nil {
+		*t = TokenIDs{one}
+		return nil
+	}
+	var many []int64
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("token id must be an integer or a list of integers, got %.40s", b)
+	}
+	*t = many
+	return nil
+}
+
+// EarlyStopping is generation_config's early_stopping: true, false or "never".
+type EarlyStopping string
+
+// The three early_stopping values of transformers.
+const (
+	EarlyStopFalse EarlyStopping = "false"
+	EarlyStopTrue  EarlyStopping = "true"
+	EarlyStopNever EarlyStopping = "never"
+)
+
+// UnmarshalJSON accepts true, false, null (false) or "never".
+func (e *EarlyStopping) UnmarshalJSON(b []byte) error {
+	switch strings.TrimSpace(string(b)) {
+	case "true":
+		*e = EarlyStopTrue
+	case "false", "null":
+		*e = EarlyStopFalse
+	case `"never"`:
+		*e = EarlyStopNever
+	default:
+		return fmt.Errorf("early_stopping must be true, false or \"never\", got %.40s", b)
+	}
+	return nil
+}
+
+// MarshalJSON writes the transformers spelling.
+func (e EarlyStopping) MarshalJSON() ([]byte, error) {
+	if e == EarlyStopNever {
+		return []byte(`"never"`), nil
+	}
+	if e == EarlyStopTrue {
+		return []byte("true"), nil
+	}
+	return []byte("false"), nil
+}
+
+// GenerationOptions overrides generation settings; nil fields keep the model's
+// generation_config.json value (itself defaulting as in transformers 4.57).
+type GenerationOptions struct {
+	MaxLength          *int           `json:"max_length,omitempty" yaml:"max_length,omitempty"`
+	MaxNewTokens       *int           `json:"max_new_tokens,omitempty" yaml:"max_new_tokens,omitempty"`
+	MinLength          *int           `json:"min_length,omitempty" yaml:"min_length,omitempty"`
+	MinNewTokens       *int           `json:"min_new_tokens,omitempty" yaml:"min_new_tokens,omitempty"`
+	NumBeams           *int           `json:"num_beams,omitempty" yaml:"num_beams,omitempty"`
+	NumReturnSequences *int           `json:"num_return_sequences,omitempty" yaml:"num_return_sequences,omitempty"`
+	LengthPenalty      *float64       `json:"length_penalty,omitempty" yaml:"length_penalty,omitempty"`
+	EarlyStopping      *EarlyStopping `json:"early_stopping,omitempty" yaml:"early_stopping,omitempty"`
+	NoRepeatNgramSize  *int           `json:"no_repeat_ngram_size,omitempty" yaml:"no_repeat_ngram_size,omitempty"`
+	RepetitionPenalty  *float64       `json:"repetition_penalty,omitempty" yaml:"repetition_penalty,omitempty"`
+	DecoderStartToken  *int64         `json:"decoder_start_token_id,omitempty" yaml:"decoder_start_token_id,omitempty"`
+	EOSTokenID         TokenIDs       `json:"eos_token_id,omitempty" yaml:"eos_token_id,omitempty"`
+	PadTokenID         *int64         `json:"pad_token_id,omitempty" yaml:"pad_token_id,omitempty"`
+	DoSample           *bool          `json:"do_sample,omitempty" yaml:"do_sample,omitempty"`
+}
+
+// GenerationSettings are the resolved settings one Caption call decodes with.
+type GenerationSettings struct {
+	// MaxLength counts the decoder start token (transformers semantics).
+	MaxLength int `json:"max_length"`
+	// MinLength counts the decoder start token: EOS is banned while the sequence is shorter.
+	MinLength          int           `json:"min_length"`
+	NumBeams           int           `json:"num_beams"`
+	NumReturnSequences int           `json:"num_return_sequences"`
+	LengthPenalty      float64       `json:"length_penalty"`
+	EarlyStopping      EarlyStopping `json:"early_stopping"`
+	NoRepeatNgramSize  int           `json:"no_repeat_ngram_size"`
+	RepetitionPenalty  float64       `json:"repetition_penalty"`
+	DecoderStartToken  int64         `json:"decoder_start_token_id"`
+	EOSTokenIDs        []int64       `json:"eos_token_id"`
+	PadTokenID         int64         `json:"pad_token_id"`
+}
+
+// generationConfigFile is generation_config.json.
+type generationConfigFile struct {
+	GenerationOptions
+	BosTokenID *int64 `json:"bos_token_id"`
+}
+
+// parseModelConfig parses and checks config.json.
+func parseModelConfig(data []byte) (*ModelConfig, error) {
+	var c ModelConfig
+	if err := strictJSON(data, &c); err != nil {
+		return nil, err
+	}
+	if c.ModelType != "vision-encoder-decoder" {
+		return nil, fmt.Errorf("model_type is %q, want \"vision-encoder-decoder\" (export with task image-to-text-with-past)", c.ModelType)
+	}
+	if c.Encoder.ModelType != "vit" && c.Encoder.ModelType != "deit" {
+		return nil, fmt.Errorf("encoder.model_type is %q, want \"vit\"", c.Encoder.ModelType)
+	}
+	if c.Decoder.ModelType != "gpt2" {
+		return nil, fmt.Errorf("decoder.model_type is %q, want \"gpt2\"", c.Decoder.ModelType)
+	}
+	d := c.Decoder
+	switch {
+	case d.VocabSize <= 0 || d.VocabSize > 1<<24:
+		return nil, fmt.Errorf("decoder.vocab_size %d is out of range", d.VocabSize)
+	case d.NLayer <= 0 || d.NLayer > 1024:
+		return nil, fmt.Errorf("decoder.n_layer %d is out of range", d.NLayer)
+	case d.NHead <= 0 || d.NEmbd <= 0 || d.NEmbd%d.NHead != 0:
+		return nil, fmt.Errorf("decoder.n_embd %d is not a positive multiple of n_head %d", d.NEmbd, d.NHead)
+	}
+	if c.Encoder.NumChannels == 0 {
+		c.Encoder.NumChannels = 3
+	}
+	return &c, nil
+}
+
+// parseGenerationConfig parses generation_config.json (may be nil for an absent file)
+// and resolves it against config.json the way transformers does.
+func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions) (GenerationSettings, error) {
+	g := GenerationSettings{
+		MaxLength:          20,
+		NumBeams:           1,
+		NumReturnSequences: 1,
+		LengthPenalty:      1,
+		EarlyStopping:      EarlyStopFalse,
+		RepetitionPenalty:  1,
+	}
+	// config.json first (top level, then decoder), then generation_config.json, then overrides.
+	first := func(ps ...*int64) *int64 {
+		for _, p := range ps {
+			if p != nil {
+				return p
+			}
+		}
+		return nil
+	}
+	start := first(cfg.DecoderStartTokenID, cfg.Decoder.DecoderStartTokenID, cfg.BosTokenID, cfg.Decoder.BosTokenID)
+	pad := first(cfg.PadTokenID, cfg.Decoder.PadTokenID)
+	eos := cfg.EOSTokenID
+	if eos == nil {
+		eos = cfg.Decoder.EOSTokenID
+	}
+	var opts []*GenerationOptions
+	if len(genJSON) > 0 {
+		var f generationConfigFile
+		if err := json.Unmarshal(genJSON, &f); err != nil {
+			return g, jsonError(genJSON, err)
+		}
+		if start == nil && f.BosTokenID != nil {
+			start = f.BosTokenID
+		}
+		opts = append(opts, &f.GenerationOptions)
+	}
+	if over != nil {
+		opts = append(opts, over)
+	}
+	var maxNew, minNew *int
+	for _, o := range opts {
+		if o.MaxLength != nil {
+			g.MaxLength, maxNew = *o.MaxLength, nil
+		}
+		if o.MaxNewTokens != nil {
+			maxNew = o.MaxNewTokens
+		}
+		if o.MinLength != nil {
+			g.MinLength = *o.MinLength
+		}
+		if o.MinNewTokens != nil {
+			minNew = o.MinNewTokens
+		}
+		if o.NumBeams != nil {
+			g.NumBeams = *o.NumBeams
+		}
+		if o.NumReturnSequences != nil {
+			g.NumReturnSequences = *o.NumReturnSequences
+		}
+		if o.LengthPenalty != nil {
+			g.LengthPenalty = *o.LengthPenalty
+		}
+		if o.EarlyStopping != nil {
+			g.EarlyStopping = *o.EarlyStopping
+		}
+		if o.NoRepeatNgramSize != nil {
+			g.NoRepeatNgramSize = *o.NoRepeatNgramSize
+		}
+		if o.RepetitionPenalty != nil {
+			g.RepetitionPenalty = *o.RepetitionPenalty
+		}
+		if o.DecoderStartToken != nil {
+			start = o.DecoderStartToken
+		}
+		if o.EOSTokenID != nil {
+			eos = o.EOSTokenID
+		}
+		if o.PadTokenID != nil {
+			pad = o.PadTokenID
+		}
+	}
+	// max_new_tokens wins over max_length; both count from the one-token decoder prompt.
+	if maxNew != nil {
+		g.MaxLength = *maxNew + 1
+	}
+	if minNew != nil {
+		g.MinLength = *minNew + 1
+	}
+	if start == nil {
+		return g, errors.New("no decoder_start_token_id (nor bos_token_id) in config.json or generation_config.json")
+	}
+	g.DecoderStartToken = *start
+	g.EOSTokenIDs = append([]int64(nil), eos...)
+	switch {
+	case pad != nil:
+		g.PadTokenID = *pad
+	case len(eos) > 0:
+		g.PadTokenID = eos[0]
+	default:
+		g.PadTokenID = g.DecoderStartToken
+	}
+	return g, g.validate(cfg.Decoder.VocabSize)
+}
+
+// validate checks the settings against the vocabulary size; errors name the field.
+func (g GenerationSettings) validate(vocab int) error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("generation setting %s = %v: %s", field, v, want)
+	}
+	switch {
+	case g.MaxLength < 2 || g.MaxLength > 1<<16:
+		return bad("max_length", g.MaxLength, "must be in [2, 65536] (it counts the decoder start token)")
+	case g.MinLength < 0 || g.MinLength > g.MaxLength:
+		return bad("min_length", g.MinLength, "must be in [0, max_length]")
+	case g.NumBeams < 1 || g.NumBeams > 64:
+		return bad("num_beams", g.NumBeams, "must be in [1, 64]")
+	case g.NumReturnSequences < 1 || g.NumReturnSequences > g.NumBeams:
+		return bad("num_return_sequences", g.NumReturnSequences, "must be in [1, num_beams]")
+	case math.IsNaN(g.LengthPenalty) || math.IsInf(g.LengthPenalty, 0):
+		return bad("length_penalty", g.LengthPenalty, "must be finite")
+	case g.NoRepeatNgramSize < 0:
+		return bad("no_repeat_ngram_size", g.NoRepeatNgramSize, "must be >= 0")
+	case !(g.RepetitionPenalty > 0) || math.IsInf(g.RepetitionPenalty, 0):
+		return bad("repetition_penalty", g.RepetitionPenalty, "must be a positive number")
+	case g.EarlyStopping != EarlyStopFalse && g.EarlyStopping != EarlyStopTrue && g.EarlyStopping != EarlyStopNever:
+		return bad("early_stopping", g.EarlyStopping, `must be true, false or "never"`)
+	}
+	inVocab := func(id int64) bool { return id >= 0 && id < int64(vocab) }
+	if !inVocab(g.DecoderStartToken) {
+		return bad("decoder_start_token_id", g.DecoderStartToken, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
+	}
+	for _, e := range g.EOSTokenIDs {
+		if !inVocab(e) {
+			return bad("eos_token_id", e, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
+		}
+	}
+	if !inVocab(g.PadTokenID) {
+		return bad("pad_token_id", g.PadTokenID, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
+	}
+	return nil
+}
+
+// PreprocessConfig is preprocessor_config.json of a ViTImageProcessor.
+type PreprocessConfig struct {
+	ImageProcessorType   string          `json:"image_processor_type"`
+	FeatureExtractorType string          `json:"feature_extractor_type"`
+	DoResize             *bool           `json:"do_resize"`
+	Size                 json.RawMessage `json:"size"`
+	Resample             *int            `json:"resample"`
+	DoRescale            *bool           `json:"do_rescale"`
+	RescaleFactor        *float64        `json:"rescale_factor"`
+	DoNormalize          *bool           `json:"do_normalize"`
+	ImageMean            json.RawMessage `json:"image_mean"`
+	ImageStd             json.RawMessage `json:"image_std"`
+
+	// Resolved values (defaults of ViTImageProcessor: 224x224, bilinear, 1/255, mean=std=0.5).
+	Height, Width int        `json:"-"`
+	Mean, Std     [3]float32 `json:"-"`
+	Filter        int        `json:"-"`
+	Rescale       float64    `json:"-"`
+	Resize        bool       `json:"-"`
+	Normalize     bool       `json:"-"`
+}
+
+// parsePreprocessConfig parses and resolves preprocessor_config.json.
+func parsePreprocessConfig(data []byte) (*PreprocessConfig, error) {
+	var p PreprocessConfig
+	if err := strictJSON(data, &p); err != nil {
+		return nil, err
+	}
+	typ := p.ImageProcessorType
+	if typ == "" {
+		typ = p.FeatureExtractorType
+	}
+	switch typ {
+	case "ViTImageProcessor", "ViTImageProcessorFast", "ViTFeatureExtractor", "DeiTImageProcessor":
+	default:
+		return nil, fmt.Errorf("image_processor_type %q is not supported, want ViTImageProcessor", typ)
+	}
+	p.Height, p.Width, p.Filter, p.Rescale = 224, 224, resampleBilinear, 1.0/255
+	p.Resize, p.Normalize = true, true
+	doRescale := true
+	if p.DoResize != nil {
+		p.Resize = *p.DoResize
+	}
+	if p.DoRescale != nil {
+		doRescale = *p.DoRescale
+	}
+	if p.DoNormalize != nil {
+		p.Normalize = *p.DoNormalize
+	}
+	if p.RescaleFactor != nil {
+		p.Rescale = *p.RescaleFactor
+	}
+	if !doRescale {
+		p.Rescale = 1
+	}
+	if p.Resample != nil {
+		p.Filter = *p.Resample
+	}
+	if _, ok := pilFilters[p.Filter]; !ok {
+		return nil, fmt.Errorf("resample %d is not supported (want 1 lanczos, 2 bilinear, 3 bicubic, 4 box or 5 hamming)", p.Filter)
+	}
+	if len(p.Size) > 0 && string(p.Size) != "null" {
+		var sq int
+		var hw struct {
+			Height, Width int
+			ShortestEdge  int `json:"shortest_edge"`
+		}
+		if err := json.Unmarshal(p.Size, &sq); err == nil {
+			p.Height, p.Width = sq, sq
+		} else if err := json.Unmarshal(p.Size, &hw); err == nil && hw.Height > 0 && hw.Width > 0 {
+			p.Height, p.Width = hw.Height, hw.Width
+		} else {
+			return nil, fmt.Errorf("size %.60s: want {\"height\": H, \"width\": W}", p.Size)
+		}
+	}
+	if p.Height <= 0 || p.Width <= 0 || p.Height > 8192 || p.Width > 8192 {
+		return nil, fmt.Errorf("size %dx%d is out of range", p.Width, p.Height)
+	}
+	var err error
+	if p.Mean, err = triple(p.ImageMean, 0.5); err != nil {
+		return nil, fmt.Errorf("image_mean: %w", err)
+	}
+	if p.Std, err = triple(p.ImageStd, 0.5); err != nil {
+		return nil, fmt.Errorf("image_std: %w", err)
+	}
+	for _, s := range p.Std {
+		if s == 0 || math.IsNaN(float64(s)) {
+			return nil, errors.New("image_std has a zero or NaN entry")
+		}
+	}
+	if !(p.Rescale > 0) || math.IsInf(p.Rescale, 0) {
+		return nil, fmt.Errorf("rescale_factor %v must be a positive number", p.Rescale)
+	}
+	return &p, nil
+}
+
+// triple reads a number or a list of three numbers (one per RGB channel).
+func triple(raw json.RawMessage, def float32) ([3]float32, error) {
+	out := [3]float32{def, def, def}
+	if len(raw) == 0 || string(raw) == "null" {
+		return out, nil
+	}
+	var one float64
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return [3]float32{float32(one), float32(one), float32(one)}, nil
+	}
+	var many []float64
+	if err := json.Unmarshal(raw, &many); err != nil || len(many) != 3 {
+		return out, fmt.Errorf("want a number or 3 numbers, got %.40s", raw)
+	}
+	return [3]float32{float32(many[0]), float32(many[1]), float32(many[2])}, nil
+}
+
+// AttributeSpec is one head of attributes_model.onnx.
+type AttributeSpec struct {
+	Name    string   `json:"name"`
+	Classes []string `json:"classes"`
+	// Output is the ONNX output name holding the class probabilities [B, len(Classes)].
+	Output string `json:"output"`
+}
+
+// attributesFile is attributes.json as written by the training export.
+type attributesFile struct {
+	Attributes []AttributeSpec `json:"attributes"`
+	Input      string          `json:"input"`
+}
+
+// parseAttributes parses attributes.json; output defaults to "probs_<name>", input to last_hidden_state.
+func parseAttributes(data []byte) (*attributesFile, error) {
+	var a attributesFile
+	if err := strictJSON(data, &a); err != nil {
+		return nil, err
+	}
+	if len(a.Attributes) == 0 {
+		return nil, errors.New("no attributes listed (want {\"attributes\": [{\"name\", \"classes\", \"output\"}]})")
+	}
+	if a.Input == "" {
+		a.Input = "last_hidden_state"
+	}
+	seen := map[string]bool{}
+	for i := range a.Attributes {
+		s := &a.Attributes[i]
+		if s.Name == "" {
+			return nil, fmt.Errorf("attribute %d has no name", i)
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("attribute %q listed twice", s.Name)
+		}
+		seen[s.Name] = true
+		if len(s.Classes) == 0 {
+			return nil, fmt.Errorf("attribute %q has no classes", s.Name)
+		}
+		if s.Output == "" {
+			s.Output = "probs_" + s.Name
+		}
+	}
+	return &a, nil
+}
+
+// strictJSON decodes one JSON object and rejects trailing data.
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return jsonError(data, err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON: trailing data after the object")
+	}
+	return nil
+}
+
+// jsonError makes a one-line message with the byte offset of a syntax error.
+func jsonError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Errorf("top level is a JSON %s, want an object", te.Value)
+		}
+		return fmt.Errorf("field %q has the wrong type (%s, want %s)", strings.TrimPrefix(te.Field, "GenerationOptions."), te.Value, te.Type)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("empty or truncated JSON")
+	}
+	return fmt.Errorf("invalid JSON: %w", err)
+}

@@ -1,0 +1,154 @@
+package inference
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gocv.io/x/gocv"
+)
+
+// testGolden checks a model against transformers generate() golden outputs:
+// preprocessing, first-step logits, and token ids of every generation case.
+func testGolden(t *testing.T, name string) {
+	g := loadGolden(t, name)
+	dir := filepath.Join(repoRoot(t), g.ModelDir)
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("model for golden %s: %v", name, err)
+	}
+	m := loadShared(t, dir)
+	var worstPix, sumPix float64
+	var nPix int
+	for _, im := range g.Images {
+		t.Run(im.Name, func(t *testing.T) {
+			img := readImage(t, g.path(im.File))
+			defer img.Close()
+			pix, _, logits, err := m.firstStep(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := readF32(t, g.path(im.PixelValues.File))
+			if len(want) != len(pix) {
+				t.Fatalf("pixel_values: %d values, golden %d", len(pix), len(want))
+			}
+			var mad, maxd float64
+			for i := range want {
+				d := math.Abs(float64(pix[i] - want[i]))
+				mad += d
+				maxd = math.Max(maxd, d)
+			}
+			worstPix = math.Max(worstPix, maxd)
+			sumPix += mad
+			nPix += len(want)
+			mad /= float64(len(want))
+			t.Logf("preprocess vs transformers: mean abs diff %.3g, max %.3g", mad, maxd)
+			if mad > 1e-3 {
+				t.Errorf("preprocess mean abs diff %.3g > 1e-3", mad)
+			}
+			var maxl float64
+			for i, w := range im.FirstLogits.All {
+				maxl = math.Max(maxl, math.Abs(float64(logits[i]-w)))
+			}
+			t.Logf("first-step logits max abs diff %.3g", maxl)
+			if maxl > 1e-4 {
+				t.Errorf("first-step logits differ by %.3g > 1e-4", maxl)
+			}
+			for _, c := range im.Cases {
+				t.Run(c.Name, func(t *testing.T) {
+					var over GenerationOptions
+					if err := json.Unmarshal(c.Kwargs, &over); err != nil {
+						t.Fatalf("kwargs %s: %v", c.Kwargs, err)
+					}
+					res, err := m.CaptionWith(bg, []gocv.Mat{img}, &over)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r := res[0]
+					got := [][]int64{r.Tokens}
+					texts := []string{r.Caption}
+					for _, a := range r.Alternatives {
+						got = append(got, a.Tokens)
+						texts = append(texts, a.Caption)
+					}
+					if len(got) != len(c.Sequences) {
+						t.Fatalf("%d sequences, golden %d", len(got), len(c.Sequences))
+					}
+					for i, row := range c.Sequences {
+						want := trimGolden(row, g.EOS)
+						if !equalIDs(got[i], want) {
+							t.Errorf("sequence %d: got %v, transformers %v", i, got[i], want)
+						}
+						if texts[i] != c.Texts[i] {
+							t.Errorf("text %d: got %q, transformers %q", i, texts[i], c.Texts[i])
+						}
+					}
+					if len(c.Scores) > 0 {
+						// The best beam's score from its mean log-prob: sum / len**length_penalty.
+						lp := 1.0
+						if over.LengthPenalty != nil {
+							lp = *over.LengthPenalty
+						}
+						n := float64(len(r.Tokens))
+						best := r.Confidence * n / math.Pow(n, lp)
+						if d := math.Abs(best - c.Scores[0]); d > 1e-3 {
+							t.Errorf("best beam score %v, transformers %v", best, c.Scores[0])
+						}
+						for i, a := range r.Alternatives {
+							if d := math.Abs(a.Score - c.Scores[i+1]); d > 1e-3 {
+								t.Errorf("alternative %d score %v, transformers %v", i, a.Score, c.Scores[i+1])
+							}
+						}
+					}
+					if r.Confidence > 0 || math.IsNaN(r.Confidence) {
+						t.Errorf("confidence %v is not a mean log-probability", r.Confidence)
+					}
+				})
+			}
+		})
+	}
+	if nPix > 0 {
+		t.Logf("%s preprocessing over %d images: mean abs diff %.3g, max abs diff %.3g", name, len(g.Images), sumPix/float64(nPix), worstPix)
+	}
+	t.Run("batch", func(t *testing.T) {
+		var over GenerationOptions
+		if err := json.Unmarshal(g.Batch.Kwargs, &over); err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]string{}
+		for _, im := range g.Images {
+			byName[im.Name] = im.File
+		}
+		var imgs []gocv.Mat
+		for _, n := range g.Batch.Images {
+			img := readImage(t, g.path(byName[n]))
+			defer img.Close()
+			imgs = append(imgs, img)
+		}
+		res, err := m.CaptionWith(bg, imgs, &over)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, row := range g.Batch.Sequences {
+			if want := trimGolden(row, g.EOS); !equalIDs(res[i].Tokens, want) {
+				t.Errorf("batch row %d (%s): got %v, transformers %v", i, g.Batch.Images[i], res[i].Tokens, want)
+			}
+			if res[i].Caption != g.Batch.Texts[i] {
+				t.Errorf("batch row %d text %q, transformers %q", i, res[i].Caption, g.Batch.Texts[i])
+			}
+		}
+	})
+}
+
+func TestGoldenTiny(t *testing.T) { testGolden(t, "tiny-vit-gpt2") }
+
+// TestGoldenDemo runs when the demo model and its golden file exist (the training
+// run produces them); the tiny fixture covers CI otherwise.
+func TestGoldenDemo(t *testing.T) {
+	root := repoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "testdata", "golden", "demo.json")); err != nil {
+		t.Skip("testdata/golden/demo.json not generated yet (training helper)")
+	}
+	testGolden(t, "demo")
+}

@@ -1,0 +1,188 @@
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// EnvLibraryPath names the environment variable that overrides the ONNX Runtime library path.
+const EnvLibraryPath = "LOOKOUT_ORT_LIB"
+
+// defaultLibraryRel is where scripts/ort.sh installs the library, relative to the repo root.
+const defaultLibraryRel = ".state/ort/libonnxruntime.so"
+
+var (
+	envMu   sync.Mutex
+	envPath string // library the process environment was initialised with
+)
+
+// ResolveLibraryPath returns the ONNX Runtime library to load: explicit, else
+// $LOOKOUT_ORT_LIB, else .state/ort/libonnxruntime.so in the current directory or
+// the nearest parent that has it.
+func ResolveLibraryPath(explicit string) (string, error) {
+	if explicit != "" {
+		return checkLibrary(explicit, "Options.LibraryPath")
+	}
+	if p := os.Getenv(EnvLibraryPath); p != "" {
+		return checkLibrary(p, EnvLibraryPath)
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("onnxruntime library: cannot read the working directory: %w", err)
+	}
+	for {
+		p := filepath.Join(dir, defaultLibraryRel)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", fmt.Errorf("onnxruntime library not found (%s in this folder or a parent, or $%s): run scripts/ort.sh or set %s",
+		defaultLibraryRel, EnvLibraryPath, EnvLibraryPath)
+}
+
+func checkLibrary(p, from string) (string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("onnxruntime library %s (from %s): %w; run scripts/ort.sh or fix the path", p, from, unwrapPathErr(err))
+	}
+	if st.IsDir() {
+		return "", fmt.Errorf("onnxruntime library %s (from %s) is a directory; point it at libonnxruntime.so", p, from)
+	}
+	return p, nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// initEnvironment initialises the ONNX Runtime environment once per process.
+// A second call with a different library is an error (ORT cannot be reloaded).
+func initEnvironment(explicit string) error {
+	envMu.Lock()
+	defer envMu.Unlock()
+	p, err := ResolveLibraryPath(explicit)
+	if err != nil {
+		return err
+	}
+	if ort.IsInitialized() {
+		if envPath != "" && explicit != "" && !sameFile(envPath, p) {
+			return fmt.Errorf("onnxruntime already initialised with %s; one library per process (asked for %s)", envPath, p)
+		}
+		return nil
+	}
+	ort.SetSharedLibraryPath(p)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "API version") {
+			return fmt.Errorf("onnxruntime library %s is too old for onnxruntime_go v1.27 (needs ORT 1.24.x): %s; run scripts/ort.sh", p, firstLine(msg))
+		}
+		return fmt.Errorf("onnxruntime library %s cannot be loaded: %s; run scripts/ort.sh or fix %s", p, firstLine(msg), EnvLibraryPath)
+	}
+	envPath = p
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Providers lists the accepted Options.Provider values.
+var Providers = []string{"cpu", "cuda", "tensorrt"}
+
+// sessionOptions builds ORT session options for opts. fallback reports that the
+// requested provider failed and CPU is used instead.
+func sessionOptions(opts *Options, provider string) (*ort.SessionOptions, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime session options: %w", err)
+	}
+	fail := func(err error) (*ort.SessionOptions, error) {
+		so.Destroy()
+		return nil, err
+	}
+	if opts.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
+			return fail(fmt.Errorf("intra_op_threads %d: %w", opts.IntraOpThreads, err))
+		}
+	}
+	if opts.InterOpThreads > 0 {
+		if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
+			return fail(fmt.Errorf("inter_op_threads %d: %w", opts.InterOpThreads, err))
+		}
+	}
+	level, err := optLevel(opts.GraphOptimization)
+	if err != nil {
+		return fail(err)
+	}
+	if err := so.SetGraphOptimizationLevel(level); err != nil {
+		return fail(fmt.Errorf("graph optimisation level: %w", err))
+	}
+	switch provider {
+	case "", "cpu":
+	case "cuda":
+		co, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return fail(fmt.Errorf("provider cuda: %s", firstLine(err.Error())))
+		}
+		defer co.Destroy()
+		if err := co.Update(map[string]string{"device_id": fmt.Sprint(opts.DeviceID)}); err != nil {
+			return fail(fmt.Errorf("provider cuda options: %s", firstLine(err.Error())))
+		}
+		if err := so.AppendExecutionProviderCUDA(co); err != nil {
+			return fail(fmt.Errorf("provider cuda cannot load (needs onnxruntime-gpu and CUDA 12 libraries): %s", firstLine(err.Error())))
+		}
+	case "tensorrt":
+		to, err := ort.NewTensorRTProviderOptions()
+		if err != nil {
+			return fail(fmt.Errorf("provider tensorrt: %s", firstLine(err.Error())))
+		}
+		defer to.Destroy()
+		if err := to.Update(map[string]string{"device_id": fmt.Sprint(opts.DeviceID)}); err != nil {
+			return fail(fmt.Errorf("provider tensorrt options: %s", firstLine(err.Error())))
+		}
+		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
+			return fail(fmt.Errorf("provider tensorrt cannot load (needs onnxruntime-gpu with TensorRT 10): %s", firstLine(err.Error())))
+		}
+	default:
+		return fail(fmt.Errorf("provider %q is unknown; use one of %s", provider, strings.Join(Providers, ", ")))
+	}
+	return so, nil
+}
+
+func optLevel(s string) (ort.GraphOptimizationLevel, error) {
+	switch strings.ToLower(s) {
+	case "", "all":
+		return ort.GraphOptimizationLevelEnableAll, nil
+	case "extended":
+		return ort.GraphOptimizationLevelEnableExtended, nil
+	case "basic":
+		return ort.GraphOptimizationLevelEnableBasic, nil
+	case "disable", "none", "off":
+		return ort.GraphOptimizationLevelDisableAll, nil
+	}
+	return 0, fmt.Errorf("graph_optimization %q is unknown; use all, extended, basic or disable", s)
+}

@@ -1,0 +1,346 @@
+package inference
+
+import (
+	"fmt"
+	"math"
+
+	"gocv.io/x/gocv"
+)
+
+// PIL resampling filter ids (PIL.Image.Resampling), as in preprocessor_config.json's "resample".
+const (
+	resampleLanczos  = 1
+	resampleBilinear = 2
+	resampleBicubic  = 3
+	resampleBox      = 4
+	resampleHamming  = 5
+)
+
+// pilFilter is one of Pillow's separable resampling kernels (libImaging/Resample.c).
+type pilFilter struct {
+	fn      func(float64) float64
+	support float64
+}
+
+func sinc(x float64) float64 {
+	if x == 0 {
+		return 1
+	}
+	x *= math.Pi
+	return math.Sin(x) / x
+}
+
+var pilFilters = map[int]pilFilter{
+	resampleBox: {func(x float64) float64 {
+		if x > -0.5 && x <= 0.5 {
+			return 1
+		}
+		return 0
+	}, 0.5},
+	resampleBilinear: {func(x float64) float64 {
+		if x < 0 {
+			x = -x
+		}
+		if x < 1 {
+			return 1 - x
+		}
+		return 0
+	}, 1},
+	resampleHamming: {func(x float64) float64 {
+		if x < 0 {
+			x = -x
+		}
+		if x == 0 {
+			return 1
+		}
+		if x >= 1 {
+			return 0
+		}
+		x *= math.Pi
+		return math.Sin(x) / x * (0.54 + 0.46*math.Cos(x))
+	}, 1},
+	resampleBicubic: {func(x float64) float64 {
+		const a = -0.5
+		if x < 0 {
+			x = -x
+		}
+		if x < 1 {
+			return float64(float64((a+2)*x)-(a+3))*x*x + 1
+		}
+		if x < 2 {
+			return float64(float64(float64(float64(x-5)*x)+8)*x-4) * a
+		}
+		return 0
+	}, 2},
+	resampleLanczos: {func(x float64) float64 {
+		if x > -3 && x < 3 {
+			return sinc(x) * sinc(x/3)
+		}
+		return 0
+	}, 3},
+}
+
+// pilPrecisionBits is Pillow's fixed-point precision for 8-bit images.
+const pilPrecisionBits = 32 - 8 - 2
+
+// resampleCoeffs are Pillow's fixed-point kernel weights for one axis.
+type resampleCoeffs struct {
+	ksize  int
+	bounds []int32 // per output pixel: first input index, count
+	kk     []int32 // ksize weights per output pixel
+}
+
+// precomputeCoeffs mirrors Pillow's precompute_coeffs + normalize_coeffs_8bpc so that
+// resizing is bit-exact with PIL.Image.resize (reducing_gap=None), as used by
+// transformers' slow image processors.
+func precomputeCoeffs(inSize, outSize int, f pilFilter) resampleCoeffs {
+	scale := float64(inSize) / float64(outSize)
+	filterscale := scale
+	if filterscale < 1 {
+		filterscale = 1
+	}
+	support := f.support * filterscale
+	ksize := int(math.Ceil(support))*2 + 1
+	c := resampleCoeffs{ksize: ksize, bounds: make([]int32, 2*outSize), kk: make([]int32, outSize*ksize)}
+	w := make([]float64, ksize)
+	for xx := 0; xx < outSize; xx++ {
+		center := float64(float64(xx)+0.5) * scale
+		ww := 0.0
+		ss := 1.0 / filterscale
+		xmin := int(center - support + 0.5)
+		if xmin < 0 {
+			xmin = 0
+		}
+		xmax := int(center + support + 0.5)
+		if xmax > inSize {
+			xmax = inSize
+		}
+		xmax -= xmin
+		for x := 0; x < ksize; x++ {
+			w[x] = 0
+		}
+		for x := 0; x < xmax; x++ {
+			v := f.fn(float64(float64(float64(x+xmin)-center)+0.5) * ss)
+			w[x] = v
+			ww += v
+		}
+		for x := 0; x < xmax; x++ {
+			if ww != 0 {
+				w[x] /= ww
+			}
+		}
+		for x := 0; x < ksize; x++ {
+			k := w[x] * (1 << pilPrecisionBits)
+			if w[x] < 0 {
+				c.kk[xx*ksize+x] = int32(-0.5 + k)
+			} else {
+				c.kk[xx*ksize+x] = int32(0.5 + k)
+			}
+		}
+		c.bounds[2*xx], c.bounds[2*xx+1] = int32(xmin), int32(xmax)
+	}
+	return c
+}
+
+func clip8(v int32) uint8 {
+	v >>= pilPrecisionBits
+	if v < 0 {
+		return 0
+	}
+	if v > 255 {
+		return 255
+	}
+	return uint8(v)
+}
+
+// preprocessor turns BGR frames into the encoder's NCHW float32 input, bit-exact
+// with transformers' slow ViTImageProcessor (PIL resize on uint8 RGB, then
+// float64 rescale cast to float32, then float32 (x-mean)/std).
+type preprocessor struct {
+	cfg *PreprocessConfig
+	// Coefficient tables cached per input size (frames of one source share a size).
+	hIn, wIn   int
+	horiz      resampleCoeffs
+	vert       resampleCoeffs
+	tmp        []uint8 // horizontal pass output (RGB interleaved)
+	out8       []uint8 // resized RGB
+	lut        [3][256]float32
+	haveLUT    bool
+	needHoriz  bool
+	needVert   bool
+	yFirst     int
+	yLast      int
+	vertBounds []int32
+}
+
+func newPreprocessor(cfg *PreprocessConfig) *preprocessor {
+	p := &preprocessor{cfg: cfg}
+	// Each channel maps uint8 -> float32 through the same arithmetic as numpy.
+	for c := 0; c < 3; c++ {
+		for v := 0; v < 256; v++ {
+			x := float32(float64(v) * cfg.Rescale)
+			if cfg.Normalize {
+				x = (x - cfg.Mean[c]) / cfg.Std[c]
+			}
+			p.lut[c][v] = x
+		}
+	}
+	return p
+}
+
+// setInput prepares the coefficient tables for an input size.
+func (p *preprocessor) setInput(h, w int) {
+	if p.hIn == h && p.wIn == w {
+		return
+	}
+	p.hIn, p.wIn = h, w
+	oh, ow := p.outSize(h, w)
+	f := pilFilters[p.cfg.Filter]
+	p.needHoriz = ow != w
+	p.needVert = oh != h
+	p.horiz = precomputeCoeffs(w, ow, f)
+	p.vert = precomputeCoeffs(h, oh, f)
+	p.yFirst = int(p.vert.bounds[0])
+	p.yLast = int(p.vert.bounds[2*oh-2] + p.vert.bounds[2*oh-1])
+	p.vertBounds = append(p.vertBounds[:0], p.vert.bounds...)
+	if p.needHoriz {
+		for i := 0; i < oh; i++ {
+			p.vertBounds[2*i] -= int32(p.yFirst)
+		}
+	}
+}
+
+func (p *preprocessor) outSize(h, w int) (int, int) {
+	if !p.cfg.Resize {
+		return h, w
+	}
+	return p.cfg.Height, p.cfg.Width
+}
+
+// run writes one image (BGR, HWC uint8, row stride in bytes) into dst as CHW float32.
+// dst must hold 3*H*W values of the configured size.
+func (p *preprocessor) run(src []uint8, h, w, stride, channels int, dst []float32) {
+	p.setInput(h, w)
+	oh, ow := p.outSize(h, w)
+	// Source pixel (x, y) as RGB bytes.
+	rgb := func(row []uint8, x int) (uint8, uint8, uint8) {
+		switch channels {
+		case 1:
+			v := row[x]
+			return v, v, v
+		default: // BGR or BGRA
+			o := x * channels
+			return row[o+2], row[o+1], row[o]
+		}
+	}
+	// Horizontal pass on rows yFirst..yLast into tmp (RGB), or a straight copy.
+	rows := h
+	rowOff := 0
+	if p.needHoriz {
+		rows = p.yLast - p.yFirst
+		rowOff = p.yFirst
+	}
+	tw := ow
+	if !p.needHoriz {
+		tw = w
+	}
+	if cap(p.tmp) < rows*tw*3 {
+		p.tmp = make([]uint8, rows*tw*3)
+	}
+	tmp := p.tmp[:rows*tw*3]
+	if p.needHoriz {
+		ks := p.horiz.ksize
+		for y := 0; y < rows; y++ {
+			row := src[(y+rowOff)*stride:]
+			out := tmp[y*tw*3:]
+			for xx := 0; xx < ow; xx++ {
+				xmin, xmax := int(p.horiz.bounds[2*xx]), int(p.horiz.bounds[2*xx+1])
+				k := p.horiz.kk[xx*ks : xx*ks+xmax]
+				var s0, s1, s2 int32 = 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1)
+				if channels >= 3 {
+					px := row[xmin*channels : (xmin+len(k))*channels]
+					for x, kv := range k {
+						o := x * channels
+						s0 += int32(px[o+2]) * kv
+						s1 += int32(px[o+1]) * kv
+						s2 += int32(px[o]) * kv
+					}
+				} else {
+					for x, kv := range k {
+						r, g, b := rgb(row, x+xmin)
+						s0 += int32(r) * kv
+						s1 += int32(g) * kv
+						s2 += int32(b) * kv
+					}
+				}
+				out[3*xx], out[3*xx+1], out[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
+			}
+		}
+	} else {
+		for y := 0; y < rows; y++ {
+			row := src[y*stride:]
+			out := tmp[y*tw*3:]
+			for x := 0; x < w; x++ {
+				out[3*x], out[3*x+1], out[3*x+2] = rgb(row, x)
+			}
+		}
+	}
+	plane := oh * ow
+	if p.needVert {
+		ks := p.vert.ksize
+		for yy := 0; yy < oh; yy++ {
+			ymin, ymax := int(p.vertBounds[2*yy]), int(p.vertBounds[2*yy+1])
+			k := p.vert.kk[yy*ks : yy*ks+ymax]
+			for xx := 0; xx < ow; xx++ {
+				var s0, s1, s2 int32 = 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1)
+				for y, kv := range k {
+					o := ((y+ymin)*tw + xx) * 3
+					s0 += int32(tmp[o]) * kv
+					s1 += int32(tmp[o+1]) * kv
+					s2 += int32(tmp[o+2]) * kv
+				}
+				i := yy*ow + xx
+				dst[i] = p.lut[0][clip8(s0)]
+				dst[plane+i] = p.lut[1][clip8(s1)]
+				dst[2*plane+i] = p.lut[2][clip8(s2)]
+			}
+		}
+		return
+	}
+	for i := 0; i < plane; i++ {
+		dst[i] = p.lut[0][tmp[3*i]]
+		dst[plane+i] = p.lut[1][tmp[3*i+1]]
+		dst[2*plane+i] = p.lut[2][tmp[3*i+2]]
+	}
+}
+
+// matBytes returns a BGR/BGRA/gray 8-bit Mat's pixels without copying when it is continuous.
+func matBytes(m gocv.Mat) (data []uint8, h, w, stride, channels int, err error) {
+	if m.Empty() {
+		return nil, 0, 0, 0, 0, fmt.Errorf("empty image")
+	}
+	switch m.Type() {
+	case gocv.MatTypeCV8UC3:
+		channels = 3
+	case gocv.MatTypeCV8UC4:
+		channels = 4
+	case gocv.MatTypeCV8UC1:
+		channels = 1
+	default:
+		return nil, 0, 0, 0, 0, fmt.Errorf("image type %v is not 8-bit BGR, BGRA or gray", m.Type())
+	}
+	h, w = m.Rows(), m.Cols()
+	if m.IsContinuous() {
+		data, err = m.DataPtrUint8()
+		if err != nil {
+			return nil, 0, 0, 0, 0, fmt.Errorf("image data: %w", err)
+		}
+	} else {
+		data = m.ToBytes()
+	}
+	stride = w * channels
+	if len(data) < h*stride {
+		return nil, 0, 0, 0, 0, fmt.Errorf("image data is %d bytes, want %d", len(data), h*stride)
+	}
+	return data, h, w, stride, channels, nil
+}

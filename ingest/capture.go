@@ -1,0 +1,134 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"gocv.io/x/gocv"
+)
+
+// OpenCV's FFmpeg backend reads these variables from the process
+// environment: the capture options on every open, the log level once.
+const (
+	envCaptureOptions = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+	envFFmpegLogLevel = "OPENCV_FFMPEG_LOGLEVEL"
+)
+
+var (
+	// openMu serialises every capture open in the process: the capture
+	// options travel in an environment variable, so two opens must not
+	// interleave between setting it and OpenCV reading it.
+	openMu          sync.Mutex
+	userOptsOnce    sync.Once
+	userCaptureOpts string
+)
+
+// withCaptureOptions runs open with OPENCV_FFMPEG_CAPTURE_OPTIONS set to the
+// user's own value (if any) followed by opts, under the process-wide open
+// mutex. On first use it also quiets FFmpeg's own stderr logging (decode
+// errors of damaged files would flood it and break JSON logs; ingest reports
+// damage itself) unless OPENCV_FFMPEG_LOGLEVEL is already set. OpenCV's own
+// warnings (OPENCV_LOG_LEVEL) are read when the library loads, before any Go
+// code runs: set OPENCV_LOG_LEVEL=ERROR in the environment to quiet them.
+func withCaptureOptions(opts string, open func()) {
+	openMu.Lock()
+	defer openMu.Unlock()
+	userOptsOnce.Do(func() {
+		userCaptureOpts = os.Getenv(envCaptureOptions)
+		if _, ok := os.LookupEnv(envFFmpegLogLevel); !ok {
+			_ = os.Setenv(envFFmpegLogLevel, "-8") // AV_LOG_QUIET
+		}
+	})
+	v := userCaptureOpts
+	if opts != "" {
+		if v != "" {
+			v += "|"
+		}
+		v += opts
+	}
+	if v == "" {
+		_ = os.Unsetenv(envCaptureOptions)
+	} else {
+		_ = os.Setenv(envCaptureOptions, v)
+	}
+	open()
+}
+
+// errOpenTimeout marks an open that did not finish in time.
+var errOpenTimeout = errors.New("open timed out")
+
+// openCapture opens a capture in its own goroutine and waits for it up to
+// timeout or ctx. A capture that opens after the caller gave up is closed by
+// that goroutine, so it never leaks and is never used half-open.
+func openCapture(ctx context.Context, timeout time.Duration, opts string,
+	open func() (*gocv.VideoCapture, error)) (*gocv.VideoCapture, error) {
+	type result struct {
+		c   *gocv.VideoCapture
+		err error
+	}
+	ch := make(chan result, 1)
+	abandon := make(chan struct{})
+	go func() {
+		var r result
+		withCaptureOptions(opts, func() { r.c, r.err = open() })
+		if r.err == nil && !r.c.IsOpened() {
+			r.err = errors.New("capture did not open")
+		}
+		if r.err != nil && r.c != nil {
+			_ = r.c.Close() // VideoCapture_New allocated it even on failure
+			r.c = nil
+		}
+		select {
+		case ch <- r:
+		case <-abandon:
+			if r.c != nil {
+				_ = r.c.Close()
+			}
+		}
+	}()
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-timer:
+		close(abandon)
+		return nil, fmt.Errorf("%w after %s", errOpenTimeout, timeout)
+	case <-ctx.Done():
+		close(abandon)
+		return nil, ctx.Err()
+	}
+}
+
+// msecToPTS converts OpenCV's CAP_PROP_POS_MSEC to a Duration rounded to the
+// microsecond, so 999.9999999 ms from a 1/15360 time base reads as 1 s.
+func msecToPTS(msec float64) (time.Duration, bool) {
+	if math.IsNaN(msec) || math.IsInf(msec, 0) || msec < 0 || msec > 1e12 {
+		return 0, false
+	}
+	return time.Duration(math.Round(msec*1000)) * time.Microsecond, true
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

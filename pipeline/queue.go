@@ -1,0 +1,143 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lookout/ingest"
+)
+
+// queued is one sampled frame waiting to be captioned.
+type queued struct {
+	frame    ingest.Frame
+	src      *sourceEntry
+	enqueued time.Time
+}
+
+var errQueueClosed = errors.New("source queue closed")
+
+// frameQueue is one source's bounded FIFO of sampled frames. One goroutine
+// (the source's runner) pushes; the batcher pops. Policy when full: a live
+// queue drops its oldest frame (onDrop releases and counts it), a replay
+// queue blocks the pusher until there is room, so nothing is lost.
+type frameQueue struct {
+	live   bool
+	size   int
+	wake   chan<- struct{} // the batcher's wakeup, capacity 1
+	onDrop func(queued)
+	depth  prometheus.Gauge
+
+	mu     sync.Mutex
+	buf    []queued
+	closed bool
+	space  chan struct{} // capacity 1: signalled when a frame leaves
+}
+
+func newFrameQueue(live bool, size int, wake chan<- struct{}, depth prometheus.Gauge, onDrop func(queued)) *frameQueue {
+	return &frameQueue{
+		live:   live,
+		size:   size,
+		wake:   wake,
+		onDrop: onDrop,
+		depth:  depth,
+		buf:    make([]queued, 0, size),
+		space:  make(chan struct{}, 1),
+	}
+}
+
+// push appends it. It fails with errQueueClosed once the queue is closed and
+// with ctx's error when ctx ends while a replay waits for room; on failure
+// the caller still owns it.
+func (q *frameQueue) push(ctx context.Context, it queued) error {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return errQueueClosed
+		}
+		var dropped queued
+		var drop bool
+		if len(q.buf) >= q.size {
+			if !q.live {
+				q.mu.Unlock()
+				select {
+				case <-q.space:
+					continue
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			dropped, drop = q.buf[0], true
+			copy(q.buf, q.buf[1:])
+			q.buf = q.buf[:len(q.buf)-1]
+		}
+		q.buf = append(q.buf, it)
+		q.depth.Set(float64(len(q.buf)))
+		q.mu.Unlock()
+		if drop {
+			q.onDrop(dropped)
+		}
+		signal(q.wake)
+		return nil
+	}
+}
+
+// pop takes the oldest frame without blocking.
+func (q *frameQueue) pop() (queued, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.buf) == 0 {
+		return queued{}, false
+	}
+	it := q.buf[0]
+	copy(q.buf, q.buf[1:])
+	q.buf[len(q.buf)-1] = queued{}
+	q.buf = q.buf[:len(q.buf)-1]
+	q.depth.Set(float64(len(q.buf)))
+	signal(q.space)
+	return it, true
+}
+
+// close refuses further pushes; queued frames stay for pop or drain.
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	signal(q.space)
+}
+
+// drain closes the queue and removes every queued frame.
+func (q *frameQueue) drain() []queued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	out := q.buf
+	q.buf = nil
+	q.depth.Set(0)
+	return out
+}
+
+// finished reports whether the queue is closed and empty.
+func (q *frameQueue) finished() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed && len(q.buf) == 0
+}
+
+func (q *frameQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.buf)
+}
+
+// signal does a non-blocking send on a capacity-1 channel.
+func signal(c chan<- struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Regenerates the golden outputs the Go engine is tested against (make golden).
+#  1. testdata/models/tiny-vit-gpt2 (+ its PyTorch checkpoint testdata/models/tiny-vit-gpt2-pytorch):
+#     rebuilt deterministically (seeded) and exported with optimum.
+#  2. testdata/golden/images/*.png: the fixed procedural images.
+#  3. testdata/golden/tiny-vit-gpt2.json (+ pixel_values/tiny-vit-gpt2/*.f32).
+#  4. testdata/golden/demo.json for models/demo on the fixed images + synth frames (testdata/golden/frames),
+#     reference = the PyTorch checkpoint in $LOOKOUT_DEMO_CKPT (default .state/runs/demo/ckpt) when present,
+#     else transformers generate() over ONNX Runtime (optimum ORTModelForVision2Seq); the JSON says which.
+# Env: LOOKOUT_GOLDEN_SKIP_TINY=1 keeps the committed tiny fixture (only re-runs the golden generator).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PY:-.state/venv/bin/python}"
+[[ -x "$PY" ]] || { echo "golden: $PY missing; run scripts/venv.sh first" >&2; exit 1; }
+export PYTHONPATH="$PWD/training${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+if [[ "${LOOKOUT_GOLDEN_SKIP_TINY:-0}" != 1 ]]; then
+  rm -rf testdata/models/tiny-vit-gpt2 testdata/models/tiny-vit-gpt2-pytorch
+  "$PY" -m lookout_train tiny --out testdata/models/tiny-vit-gpt2 --keep-ckpt testdata/models/tiny-vit-gpt2-pytorch
+fi
+"$PY" -m lookout_train golden images --out testdata/golden/images
+"$PY" -m lookout_train golden run --model testdata/models/tiny-vit-gpt2 --ckpt testdata/models/tiny-vit-gpt2-pytorch \
+  --name tiny-vit-gpt2 --images testdata/golden/images --out testdata/golden
+if [[ -f models/demo/encoder_model.onnx ]]; then
+  ck="${LOOKOUT_DEMO_CKPT:-.state/runs/demo/ckpt}"
+  imgs="$(ls testdata/golden/images/*.png testdata/golden/frames/*.png 2>/dev/null | paste -sd, -)"
+  if [[ -d "$ck" ]]; then
+    "$PY" -m lookout_train golden run --model models/demo --ckpt "$ck" --name demo --images "$imgs" --out testdata/golden
+  else
+    echo "golden: no PyTorch checkpoint at $ck; demo golden from ONNX Runtime generate()" >&2
+    "$PY" -m lookout_train golden run --model models/demo --name demo --images "$imgs" --out testdata/golden
+  fi
+fi

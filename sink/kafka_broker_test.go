@@ -1,0 +1,176 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// The integration tests run their own broker, started by scripts/kafka.sh
+// on a dedicated port (LOOKOUT_TEST_KAFKA_PORT, default 19392) so that they
+// can stop and restart it without disturbing other brokers. TestMain stops
+// it afterwards if a test started it.
+
+var (
+	brokerOnce    sync.Once
+	brokerErr     error
+	brokerStarted bool
+)
+
+func testKafkaPort() int {
+	if p, err := strconv.Atoi(os.Getenv("LOOKOUT_TEST_KAFKA_PORT")); err == nil && p > 0 {
+		return p
+	}
+	return 19392
+}
+
+func testBrokerAddr() string { return fmt.Sprintf("127.0.0.1:%d", testKafkaPort()) }
+
+func kafkaScript(args ...string) (string, error) {
+	cmd := exec.Command("../scripts/kafka.sh", append(args, "--port", strconv.Itoa(testKafkaPort()))...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// needBroker starts the test broker once, or fails the test with the
+// script's output: these tests never skip.
+func needBroker(t *testing.T) string {
+	t.Helper()
+	brokerOnce.Do(func() {
+		t0 := time.Now()
+		out, err := kafkaScript("start")
+		if err != nil {
+			brokerErr = fmt.Errorf("scripts/kafka.sh start --port %d failed (needs java 17+, mvn for the first fetch, kcat): %v\n%s", testKafkaPort(), err, out)
+			return
+		}
+		brokerStarted = true
+		fmt.Fprintf(os.Stderr, "test broker on %s ready in %s\n", testBrokerAddr(), time.Since(t0).Round(time.Millisecond))
+	})
+	if brokerErr != nil {
+		t.Fatal(brokerErr)
+	}
+	return testBrokerAddr()
+}
+
+func restartBroker(t *testing.T) {
+	t.Helper()
+	if out, err := kafkaScript("start"); err != nil {
+		t.Fatalf("restart the test broker: %v\n%s", err, out)
+	}
+}
+
+func stopBroker(t *testing.T) {
+	t.Helper()
+	if out, err := kafkaScript("stop"); err != nil {
+		t.Fatalf("stop the test broker: %v\n%s", err, out)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if brokerStarted && os.Getenv("LOOKOUT_TEST_KAFKA_KEEP") == "" {
+		if out, err := kafkaScript("stop"); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the test broker: %v\n%s", err, out)
+		}
+	}
+	os.Exit(code)
+}
+
+// createTopic makes a fresh topic with n partitions.
+func createTopic(t *testing.T, addr, name string, partitions int) string {
+	t.Helper()
+	topic := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	conn, err := kafka.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer conn.Close()
+	ctrl, err := conn.Controller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := kafka.Dial("tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if err := cc.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	// Wait until the broker serves metadata with a leader for every
+	// partition, so that writers do not cache a half-made topic.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		parts, err := conn.ReadPartitions(topic)
+		ready := err == nil && len(parts) == partitions
+		for _, p := range parts {
+			ready = ready && p.Leader.Host != ""
+		}
+		if ready {
+			return topic
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s has no leaders after 15s: %v", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readAll reads every partition of topic from the beginning until want
+// messages arrived or the timeout passed; messages keep their per-partition
+// order.
+func readAll(t *testing.T, addr, topic string, want int, timeout time.Duration) []kafka.Message {
+	t.Helper()
+	return readUntil(t, addr, topic, func(ms []kafka.Message) bool { return len(ms) >= want }, timeout)
+}
+
+// readUntil reads like readAll until done says so.
+func readUntil(t *testing.T, addr, topic string, done func([]kafka.Message) bool, timeout time.Duration) []kafka.Message {
+	t.Helper()
+	conn, err := kafka.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var mu sync.Mutex
+	var out []kafka.Message
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
+			defer r.Close()
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				out = append(out, m)
+				finished := done(out)
+				mu.Unlock()
+				if finished {
+					cancel()
+					return
+				}
+			}
+		}(p.ID)
+	}
+	wg.Wait()
+	return out
+}

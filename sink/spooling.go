@@ -1,0 +1,362 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+)
+
+// SpoolingConfig configures a SpoolingSink.
+type SpoolingConfig struct {
+	// Spool configures the disk spool. Spool.Dir is required.
+	Spool SpoolConfig
+	// Policy picks the full-spool policy of a source's records. Default:
+	// Block for every source (nothing lost). Live sources should use
+	// DropOldest.
+	Policy func(sourceID string) FullPolicy
+	// SendTimeout bounds one delivery attempt, direct or replayed.
+	// Default 10s.
+	SendTimeout time.Duration
+	// RetryInterval is the first pause between replay attempts while the
+	// broker is down; it doubles up to MaxRetryInterval. Defaults 250ms and 5s.
+	RetryInterval, MaxRetryInterval time.Duration
+	// ReplayBatch is the most records per replayed produce request.
+	// Default 500.
+	ReplayBatch int
+	// CloseTimeout bounds how long Close tries to empty the spool into
+	// Kafka; what remains is kept on disk for the next start. Default 10s.
+	CloseTimeout time.Duration
+	// Metrics receives Spooled and Dropped counts. Default: none.
+	Metrics Metrics
+	// Logger receives broker state changes and spool reports.
+	Logger zerolog.Logger
+}
+
+// SpoolingState is a snapshot for /readyz and metrics.
+type SpoolingState struct {
+	// BrokerUp is false from a failed delivery until the next acknowledged one.
+	BrokerUp bool
+	// SpoolRecords and SpoolBytes count unsent records on disk.
+	SpoolRecords int
+	SpoolBytes   int64
+	// OldestUnsentAge is how long the oldest unsent record has waited (0
+	// when the spool is empty).
+	OldestUnsentAge time.Duration
+	// Dropped counts records dropped by a full spool since start.
+	Dropped int64
+	// Damaged counts damaged byte runs found in the spool since start.
+	Damaged int64
+	// LastError is the last delivery error, or "".
+	LastError string
+}
+
+// SpoolingSink puts a disk spool between the pipeline and a KafkaSink.
+//
+// Write sends directly while the spool is empty. When the broker does not
+// acknowledge, the unacknowledged records are appended to the spool
+// (fsync'd) and Write returns nil: the records are durable. While the spool
+// holds anything, new records are appended behind it rather than sent, so
+// each source's records reach Kafka in the order written. A background
+// replayer sends spooled records in order as soon as the broker answers,
+// and trims what was acknowledged. Delivery is at-least-once: a record may
+// arrive twice (same Record.ID) after a retry or a crash, never zero times
+// unless the spool was full under the DropOldest policy (counted). Safe for
+// concurrent use; concurrent Writes are serialised.
+type SpoolingSink struct {
+	cfg   SpoolingConfig
+	k     *KafkaSink
+	spool *Spool
+	log   zerolog.Logger
+
+	writeMu sync.Mutex
+	closed  bool
+
+	up      atomic.Bool
+	lastErr atomic.Value // string
+	kick    chan struct{}
+	runCtx  context.Context
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+var _ Sink = (*SpoolingSink)(nil)
+
+// NewSpoolingSink opens the spool and starts the replayer, which sends any
+// records left by a previous run. The SpoolingSink owns k and closes it.
+func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
+	if k == nil {
+		return nil, errors.New("spooling sink: no Kafka sink given")
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 10 * time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 250 * time.Millisecond
+	}
+	if cfg.MaxRetryInterval <= 0 {
+		cfg.MaxRetryInterval = 5 * time.Second
+	}
+	if cfg.ReplayBatch <= 0 {
+		cfg.ReplayBatch = 500
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 10 * time.Second
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = func(string) FullPolicy { return Block }
+	}
+	sc := cfg.Spool
+	if sc.Logger.GetLevel() == zerolog.NoLevel && cfg.Logger.GetLevel() != zerolog.NoLevel {
+		sc.Logger = cfg.Logger
+	}
+	userDrop := sc.OnDrop
+	sc.OnDrop = func(src string) {
+		cfg.Metrics.dropped(src, 1)
+		if userDrop != nil {
+			userDrop(src)
+		}
+	}
+	sp, err := OpenSpool(sc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &SpoolingSink{cfg: cfg, k: k, spool: sp, log: cfg.Logger, kick: make(chan struct{}, 1),
+		runCtx: ctx, stop: cancel, done: make(chan struct{})}
+	s.up.Store(true)
+	s.lastErr.Store("")
+	go s.replay()
+	s.wake()
+	return s, nil
+}
+
+// Write delivers recs with each source's configured full-spool policy.
+func (s *SpoolingSink) Write(ctx context.Context, recs []Record) error {
+	return s.write(ctx, recs, s.cfg.Policy)
+}
+
+// WritePolicy delivers recs with one full-spool policy for all of them.
+func (s *SpoolingSink) WritePolicy(ctx context.Context, recs []Record, p FullPolicy) error {
+	return s.write(ctx, recs, func(string) FullPolicy { return p })
+}
+
+func (s *SpoolingSink) write(ctx context.Context, recs []Record, policy func(string) FullPolicy) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	payloads := make([][]byte, len(recs))
+	for i, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("spooling sink: encode record %s of source %q: %w", r.ID, r.SourceID, err)
+		}
+		payloads[i] = b
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	pending := make([]int, len(recs))
+	for i := range pending {
+		pending[i] = i
+	}
+	if s.spool.Len() == 0 {
+		msgs := make([]kafka.Message, len(recs))
+		for i, r := range recs {
+			msgs[i] = s.k.rawMessage(r.SourceID, r.ID, payloads[i])
+		}
+		sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+		err := s.k.writeMessages(sctx, msgs)
+		cancel()
+		if err == nil {
+			s.setUp()
+			return nil
+		}
+		s.setDown(err)
+		pending = FailedIndexes(err, len(recs))
+	}
+	// Append in order, grouping consecutive records that share a policy.
+	for start := 0; start < len(pending); {
+		p := policy(recs[pending[start]].SourceID)
+		end := start + 1
+		for end < len(pending) && policy(recs[pending[end]].SourceID) == p {
+			end++
+		}
+		items := make([]SpoolItem, 0, end-start)
+		for _, i := range pending[start:end] {
+			items = append(items, SpoolItem{SourceID: recs[i].SourceID, Live: p == DropOldest, Payload: payloads[i]})
+		}
+		_, err := s.spool.Append(ctx, items, p)
+		for src, n := range countItems(items) {
+			s.cfg.Metrics.spooled(src, n)
+		}
+		if err != nil {
+			s.wake()
+			return fmt.Errorf("spooling sink: %w", err)
+		}
+		start = end
+	}
+	s.wake()
+	return nil
+}
+
+func countItems(items []SpoolItem) map[string]int {
+	m := map[string]int{}
+	for _, it := range items {
+		m[it.SourceID]++
+	}
+	return m
+}
+
+func (s *SpoolingSink) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *SpoolingSink) setUp() {
+	if !s.up.Swap(true) {
+		s.log.Info().Msg("kafka broker acknowledges again; replaying the spool")
+	}
+}
+
+func (s *SpoolingSink) setDown(err error) {
+	s.lastErr.Store(err.Error())
+	if s.up.Swap(false) {
+		s.log.Warn().Err(err).Msg("kafka broker does not acknowledge; spooling records to disk")
+	}
+}
+
+// replay sends spooled records in order until the sink is closed.
+func (s *SpoolingSink) replay() {
+	defer close(s.done)
+	backoff := s.cfg.RetryInterval
+	for {
+		select {
+		case <-s.runCtx.Done():
+			return
+		case <-s.kick:
+		}
+		for s.spool.Len() > 0 && s.runCtx.Err() == nil {
+			entries, err := s.spool.Peek(s.cfg.ReplayBatch)
+			if err != nil {
+				s.log.Error().Err(err).Msg("spool read failed; retrying")
+			}
+			if len(entries) == 0 {
+				s.spool.Release()
+				if err != nil && !s.sleep(backoff) {
+					return
+				}
+				continue
+			}
+			msgs := make([]kafka.Message, len(entries))
+			for i, e := range entries {
+				msgs[i] = s.k.rawMessage(e.SourceID, idOfPayload(e.Payload), e.Payload)
+			}
+			ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.SendTimeout)
+			err = s.k.writeMessages(ctx, msgs)
+			cancel()
+			if err == nil {
+				s.spool.Ack(entries)
+				s.setUp()
+				backoff = s.cfg.RetryInterval
+				continue
+			}
+			// Acknowledge the delivered prefix only, so order is kept.
+			failed := FailedIndexes(err, len(entries))
+			if len(failed) > 0 && failed[0] > 0 {
+				s.spool.Ack(entries[:failed[0]])
+			} else {
+				s.spool.Release()
+			}
+			s.setDown(err)
+			if !s.sleep(backoff) {
+				return
+			}
+			backoff = min(backoff*2, s.cfg.MaxRetryInterval)
+		}
+	}
+}
+
+func (s *SpoolingSink) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.runCtx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func idOfPayload(p []byte) string {
+	var r struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(p, &r)
+	return r.ID
+}
+
+// State returns broker state and spool figures.
+func (s *SpoolingSink) State() SpoolingState {
+	st := s.spool.Stats()
+	out := SpoolingState{BrokerUp: s.up.Load(), SpoolRecords: st.Records, SpoolBytes: st.Bytes,
+		Dropped: st.Dropped, Damaged: st.Damaged, LastError: s.lastErr.Load().(string)}
+	if !st.OldestUnsent.IsZero() {
+		out.OldestUnsentAge = time.Since(st.OldestUnsent)
+	}
+	return out
+}
+
+// Flush waits until the spool is empty (every record acknowledged by the
+// broker) or ctx ends.
+func (s *SpoolingSink) Flush(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := s.spool.Len()
+		if n == 0 {
+			return nil
+		}
+		s.wake()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("spooling sink: %d records still spooled: %w", n, ctx.Err())
+		case <-s.done:
+			return fmt.Errorf("spooling sink: closed with %d records spooled", n)
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops accepting writes, tries for up to CloseTimeout to deliver
+// what is spooled, stops the replayer and closes the spool and the Kafka
+// sink. Records still spooled stay on disk and are sent by the next
+// SpoolingSink opened on the same directory.
+func (s *SpoolingSink) Close() error {
+	s.writeMu.Lock()
+	if s.closed {
+		s.writeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.writeMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	if err := s.Flush(ctx); err != nil {
+		s.log.Warn().Int("records", s.spool.Len()).Str("dir", s.cfg.Spool.Dir).
+			Msg("closing with records still spooled; they are sent on the next start")
+	}
+	cancel()
+	s.stop()
+	<-s.done
+	return errors.Join(s.spool.Close(), s.k.Close())
+}
