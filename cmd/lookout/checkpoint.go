@@ -66,4 +66,3 @@ func (c *checkpoints) Save(id, uri string, ptsMillis int64) error {
 	}
 	return err
 }
-

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"reflect"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -109,34 +108,10 @@ func reload(cfgPath string, svc *service, log zerolog.Logger) {
 		log.Error().Err(err).Msg("reload refused; keeping the running sources")
 		return
 	}
-	want := map[string]config.Source{}
-	for _, s := range cfg.Sources {
-		want[s.ID] = s
+	added, removed, restarted, err := svc.Reconcile(cfg.Sources)
+	ev := log.Info()
+	if err != nil {
+		ev = log.Error().Err(err)
 	}
-	svc.mu.Lock()
-	have := map[string]config.Source{}
-	for id, s := range svc.sources {
-		have[id] = s
-	}
-	svc.mu.Unlock()
-	var added, removed int
-	for id, s := range have {
-		if w, ok := want[id]; !ok || !reflect.DeepEqual(w, s) {
-			if err := svc.RemoveSource(id); err != nil {
-				log.Error().Err(err).Str("source", id).Msg("reload: remove failed")
-			}
-			removed++
-		}
-	}
-	for id, s := range want {
-		if h, ok := have[id]; ok && reflect.DeepEqual(h, s) {
-			continue
-		}
-		if err := svc.AddSource(s); err != nil {
-			log.Error().Err(err).Str("source", id).Msg("reload: add failed")
-			continue
-		}
-		added++
-	}
-	log.Info().Int("started", added).Int("stopped", removed).Msg("reloaded sources")
+	ev.Strs("added", added).Strs("removed", removed).Strs("restarted", restarted).Msg("reloaded sources")
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -42,6 +45,9 @@ type service struct {
 
 	mu      sync.Mutex
 	sources map[string]config.Source
+	// live maps source id -> bool for the spool's full policy; a sync.Map
+	// because sinks consult it while s.mu may be held by a reload.
+	live sync.Map
 }
 
 type serviceOptions struct {
@@ -166,16 +172,10 @@ func (s *service) openKafka(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	live := map[string]bool{}
-	for _, src := range s.cfg.Sources {
-		if loc, err := ingest.ParseURI(src.URI); err == nil {
-			live[src.ID] = loc.Kind.Live()
-		}
-	}
 	sp, err := sink.NewSpoolingSink(ks, sink.SpoolingConfig{
 		Spool: sink.SpoolConfig{Dir: filepath.Join(s.cfg.DataDir, "spool"), MaxBytes: k.SpoolMaxBytes, Logger: log},
 		Policy: func(id string) sink.FullPolicy {
-			if live[id] {
+			if live, _ := s.live.Load(id); live == true {
 				return sink.DropOldest
 			}
 			return sink.Block
@@ -232,23 +232,14 @@ func (s *service) SourceIDs() []string {
 	return ids
 }
 
-// AddSource starts a source; before Run it starts when Run starts.
-func (s *service) AddSource(src config.Source) error {
+// desired turns a configured source into what the pipeline runs: its spec,
+// a version (a digest of its settings, so a reload restarts only changed
+// sources) and the function that opens it.
+func (s *service) desired(src config.Source) (pipeline.Desired, error) {
 	loc, err := ingest.ParseURI(src.URI)
 	if err != nil {
-		return fmt.Errorf("source %s: %w", src.ID, err)
+		return pipeline.Desired{}, fmt.Errorf("source %s: %w", src.ID, err)
 	}
-	if topic := src.Topic; topic != "" && s.spool != nil {
-		s.log.Warn().Str("source", src.ID).Msg("per-source topic of a source added at run time needs a restart; using the default topic")
-	}
-	s.mu.Lock()
-	if _, dup := s.sources[src.ID]; dup {
-		s.mu.Unlock()
-		return fmt.Errorf("source %s: already running; remove it first", src.ID)
-	}
-	s.sources[src.ID] = src
-	s.mu.Unlock()
-
 	var startAt int64 = -1
 	if !loc.Kind.Live() && !s.fromStart && s.ckpt != nil {
 		if pts, ok := s.ckpt.Load(src.ID, src.URI); ok {
@@ -256,6 +247,7 @@ func (s *service) AddSource(src config.Source) error {
 			s.log.Info().Str("source", src.ID).Int64("after_pts_ms", pts).Msg("resuming replay from checkpoint (--from-start overrides)")
 		}
 	}
+	s.live.Store(src.ID, loc.Kind.Live())
 	log := s.log.With().Str("component", "ingest").Str("source", src.ID).Logger()
 	open := func(ctx context.Context) (ingest.Source, error) {
 		spec := ingest.SourceSpec{ID: src.ID, URI: src.URI, Realtime: src.Realtime, Logger: log}
@@ -263,13 +255,53 @@ func (s *service) AddSource(src config.Source) error {
 		rc := ingest.ReconnectConfig{Metrics: s.srcM, Logger: log, FailFirstOpen: s.failFirstOpen}
 		return openSampled(ctx, spec, sc, rc, startAt, s.srcM)
 	}
-	err = s.pipe.AddSource(pipeline.SourceSpec{ID: src.ID, Labels: src.Labels, Live: loc.Kind.Live()}, open)
+	b, _ := json.Marshal(src)
+	sum := sha256.Sum256(b)
+	return pipeline.Desired{
+		Spec:    pipeline.SourceSpec{ID: src.ID, Labels: src.Labels, Live: loc.Kind.Live()},
+		Version: hex.EncodeToString(sum[:8]),
+		Open:    open,
+	}, nil
+}
+
+// AddSource starts a source; before Run it starts when Run starts.
+func (s *service) AddSource(src config.Source) error {
+	d, err := s.desired(src)
 	if err != nil {
-		s.mu.Lock()
-		delete(s.sources, src.ID)
-		s.mu.Unlock()
+		return err
 	}
-	return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.sources[src.ID]; dup {
+		return fmt.Errorf("source %s: already running; remove it first", src.ID)
+	}
+	if err := s.pipe.AddSource(d.Spec, d.Open); err != nil {
+		return err
+	}
+	s.sources[src.ID] = src
+	return nil
+}
+
+// Reconcile makes the running sources match want (a config reload):
+// unchanged sources are not touched.
+func (s *service) Reconcile(want []config.Source) (added, removed, restarted []string, err error) {
+	var ds []pipeline.Desired
+	var errs []error
+	next := map[string]config.Source{}
+	for _, src := range want {
+		d, err := s.desired(src)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ds = append(ds, d)
+		next[src.ID] = src
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	added, removed, restarted, err = s.pipe.Reconcile(ds)
+	s.sources = next
+	return added, removed, restarted, errors.Join(append(errs, err)...)
 }
 
 // RemoveSource stops one source, leaving the others running.
