@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"time"
+
+	"gocv.io/x/gocv"
+
+	"lookout/sink"
 )
 
 // Config tunes a Pipeline. The zero value is usable: every zero field takes
@@ -66,6 +70,12 @@ type Config struct {
 	// block for long, since delivery waits for it. Meant for the checkpoints
 	// of resumable replays.
 	OnDelivered func(sourceID string, ptsMillis int64)
+
+	// OnCaptioned, when set, sees each caption record with its frame before
+	// the frame is released (the annotated-video sink draws on it). img is
+	// only valid during the call. Calls come from the inference workers: in
+	// per-source order with one worker, possibly interleaved with several.
+	OnCaptioned func(rec sink.Record, img gocv.Mat)
 }
 
 // Defaults of Config's fields.

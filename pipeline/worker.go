@@ -120,7 +120,11 @@ func (p *Pipeline) caption(b *batch) *doneBatch {
 		}
 		wait := start.Sub(it.enqueued)
 		queueStage.Observe(wait.Seconds())
-		d.recs = append(d.recs, p.captionRecord(it, r, wait))
+		rec := p.captionRecord(it, r, wait)
+		if p.cfg.OnCaptioned != nil {
+			p.cfg.OnCaptioned(rec, it.frame.Image)
+		}
+		d.recs = append(d.recs, rec)
 		d.acks = append(d.acks, ack{source: it.src.spec.ID, pts: it.frame.PTS.Milliseconds(), captured: captured(it)})
 	}
 	return d

@@ -22,6 +22,7 @@ func newCaptionCmd() *cobra.Command {
 		fps       float64
 		modelDir  string
 		out       string
+		video     string
 		realtime  bool
 		maxBatch  int
 		numBeams  int
@@ -46,6 +47,7 @@ sampled frame to --out (default stdout). Sampling by PTS makes replays determini
 				cfg.Model.Generation.NumBeams = &numBeams
 			}
 			cfg.Sinks.JSONL.Path = out
+			cfg.Sinks.Video.Path = video
 			if fps > 0 {
 				every = 0
 			}
@@ -74,6 +76,7 @@ sampled frame to --out (default stdout). Sampling by PTS makes replays determini
 	f.Float64Var(&fps, "fps", 0, "caption N frames per second of video time instead of --every")
 	f.StringVar(&modelDir, "model", "models/demo", "model folder (optimum image-to-text-with-past layout)")
 	f.StringVarP(&out, "out", "o", "-", "JSONL output file, - for stdout")
+	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")
 	f.BoolVar(&realtime, "realtime", false, "pace replays at native speed")
 	f.IntVar(&maxBatch, "max-batch", 8, "largest batch of frames per model call")
 	f.IntVar(&numBeams, "num-beams", 0, "beam search width (default: the model's generation_config.json)")

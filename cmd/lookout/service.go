@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
+	"gocv.io/x/gocv"
 
 	"lookout/inference"
 	"lookout/ingest"
@@ -32,6 +34,7 @@ type service struct {
 	model *inference.Model
 	sinks []sink.Sink
 	spool *sink.SpoolingSink
+	video *sink.AnnotateWriter
 	pipe  *pipeline.Pipeline
 	srcM  *sourceMetrics
 	ckpt  *checkpoints
@@ -91,8 +94,16 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 			return s, err
 		}
 	}
+	var onCaptioned func(sink.Record, gocv.Mat)
 	if cfg.Sinks.Video.Path != "" {
-		log.Warn().Str("path", cfg.Sinks.Video.Path).Msg("sinks.video is not wired into `lookout run` yet; use `lookout caption --video`")
+		if s.video, err = sink.NewAnnotateWriter(cfg.Sinks.Video.Path, videoFPS(cfg.Sources)); err != nil {
+			return s, err
+		}
+		onCaptioned = func(rec sink.Record, img gocv.Mat) {
+			if err := s.video.WriteFrame(rec, img); err != nil {
+				s.log.Error().Err(err).Msg("annotated video: frame not written")
+			}
+		}
 	}
 
 	pm, err := pipeline.NewMetrics(s.reg)
@@ -111,6 +122,7 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 		QueueSize:           cfg.Pipeline.QueueSize,
 		ExitWhenSourcesDone: opt.exitWhenDone,
 		OnDelivered:         s.delivered,
+		OnCaptioned:         onCaptioned,
 	}
 	s.pipe = pipeline.New(pcfg, s.model, s.sinks, log, pm)
 	return s, nil
@@ -190,6 +202,20 @@ func (s *service) openKafka(ctx context.Context) error {
 	s.spool = sp
 	s.sinks = append(s.sinks, sp)
 	return nil
+}
+
+// videoFPS plays the annotated video at the sampling rate of the first
+// source, so one second of it is one second of the input.
+func videoFPS(sources []config.Source) float64 {
+	for _, src := range sources {
+		if src.FPS > 0 {
+			return src.FPS
+		}
+		if src.Every > 0 {
+			return float64(time.Second) / float64(src.Every)
+		}
+	}
+	return 1
 }
 
 func (s *service) topicOverrides() map[string]string {
@@ -329,6 +355,11 @@ func (s *service) Close() {
 	for _, k := range s.sinks {
 		if err := k.Close(); err != nil {
 			s.log.Error().Err(err).Msg("closing sink")
+		}
+	}
+	if s.video != nil {
+		if err := s.video.Close(); err != nil {
+			s.log.Error().Err(err).Msg("closing annotated video")
 		}
 	}
 	if s.model != nil {
