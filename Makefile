@@ -5,6 +5,8 @@ SHELL := /bin/bash
 STATE := $(CURDIR)/.state
 export LOOKOUT_ORT_LIB ?= $(STATE)/ort/libonnxruntime.so
 export GOFLAGS := -buildvcs=false
+# OpenCV reads this when it loads; it keeps its own warnings out of JSON logs.
+export OPENCV_LOG_LEVEL ?= ERROR
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/lookout
 PY := $(STATE)/venv/bin/python

@@ -19,25 +19,65 @@ const (
 	envFFmpegLogLevel = "OPENCV_FFMPEG_LOGLEVEL"
 )
 
+// optionGate lets capture opens run concurrently as long as they want the
+// same OPENCV_FFMPEG_CAPTURE_OPTIONS value; an open that wants another value
+// waits until the opens in flight are done. (The options travel in an
+// environment variable that OpenCV reads at some point during the open, so
+// the value must not change while any open runs.) A slow RTSP open thus
+// delays only opens with other options, e.g. files, never those like it.
+type optionGate struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	cur  string
+	n    int
+}
+
 var (
-	// openMu serialises every capture open in the process: the capture
-	// options travel in an environment variable, so two opens must not
-	// interleave between setting it and OpenCV reading it.
-	openMu          sync.Mutex
+	gate            = newOptionGate()
 	userOptsOnce    sync.Once
 	userCaptureOpts string
 )
 
+func newOptionGate() *optionGate {
+	g := &optionGate{}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+func (g *optionGate) enter(v string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.n > 0 && g.cur != v {
+		g.cond.Wait()
+	}
+	if g.n == 0 {
+		if v == "" {
+			_ = os.Unsetenv(envCaptureOptions)
+		} else {
+			_ = os.Setenv(envCaptureOptions, v)
+		}
+		g.cur = v
+	}
+	g.n++
+}
+
+func (g *optionGate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 {
+		g.cond.Broadcast()
+	}
+}
+
 // withCaptureOptions runs open with OPENCV_FFMPEG_CAPTURE_OPTIONS set to the
-// user's own value (if any) followed by opts, under the process-wide open
-// mutex. On first use it also quiets FFmpeg's own stderr logging (decode
-// errors of damaged files would flood it and break JSON logs; ingest reports
-// damage itself) unless OPENCV_FFMPEG_LOGLEVEL is already set. OpenCV's own
-// warnings (OPENCV_LOG_LEVEL) are read when the library loads, before any Go
-// code runs: set OPENCV_LOG_LEVEL=ERROR in the environment to quiet them.
+// user's own value (if any) followed by opts (see optionGate). On first use
+// it also quiets FFmpeg's own stderr logging (decode errors of damaged files
+// would flood it and break JSON logs; ingest reports damage itself) unless
+// OPENCV_FFMPEG_LOGLEVEL is already set. OpenCV's own warnings
+// (OPENCV_LOG_LEVEL) are read when the library loads, before any Go code
+// runs: set OPENCV_LOG_LEVEL=ERROR in the environment to quiet them.
 func withCaptureOptions(opts string, open func()) {
-	openMu.Lock()
-	defer openMu.Unlock()
 	userOptsOnce.Do(func() {
 		userCaptureOpts = os.Getenv(envCaptureOptions)
 		if _, ok := os.LookupEnv(envFFmpegLogLevel); !ok {
@@ -51,11 +91,8 @@ func withCaptureOptions(opts string, open func()) {
 		}
 		v += opts
 	}
-	if v == "" {
-		_ = os.Unsetenv(envCaptureOptions)
-	} else {
-		_ = os.Setenv(envCaptureOptions, v)
-	}
+	gate.enter(v)
+	defer gate.leave()
 	open()
 }
 

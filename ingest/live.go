@@ -77,6 +77,14 @@ func (r *liveReader) run() {
 	var clock liveClock
 	var seq int64
 	fails := 0
+	// spare is the image of a frame nobody took, reused for the next grab so
+	// that a fast camera does not allocate a new picture per frame.
+	var spare *gocv.Mat
+	defer func() {
+		if spare != nil {
+			_ = spare.Close()
+		}
+	}()
 	for {
 		select {
 		case <-r.stop:
@@ -84,7 +92,12 @@ func (r *liveReader) run() {
 			return
 		default:
 		}
-		mat := gocv.NewMat()
+		var mat gocv.Mat
+		if spare != nil {
+			mat, spare = *spare, nil
+		} else {
+			mat = gocv.NewMat()
+		}
 		g := r.g.grab(r.stop, &mat)
 		now := time.Now()
 		if !g.ok || mat.Empty() {
@@ -115,8 +128,8 @@ func (r *liveReader) run() {
 			_ = f.Close()
 			return
 		}
-		if r.latest != nil {
-			_ = r.latest.Close() // superseded before anyone took it
+		if old := r.latest; old != nil { // superseded before anyone took it
+			spare = &old.Image
 		}
 		r.latest = f
 		r.mu.Unlock()

@@ -23,6 +23,7 @@ type Metrics interface {
 // NopMetrics discards every count.
 type NopMetrics struct{}
 
+// The NopMetrics methods do nothing.
 func (NopMetrics) FramesRead(string, int)  {}
 func (NopMetrics) FrameSampled(string)     {}
 func (NopMetrics) FramesStale(string, int) {}
@@ -35,6 +36,7 @@ type Counters struct {
 	Read, Sampled, Stale, Down, Reconnects atomic.Int64
 }
 
+// The Counters methods add to the totals.
 func (c *Counters) FramesRead(_ string, n int)  { c.Read.Add(int64(n)) }
 func (c *Counters) FrameSampled(string)         { c.Sampled.Add(1) }
 func (c *Counters) FramesStale(_ string, n int) { c.Stale.Add(int64(n)) }

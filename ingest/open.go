@@ -11,7 +11,7 @@ import (
 // SourceSpec says which source to open and how. Only URI is required.
 type SourceSpec struct {
 	// ID names the source in frames, logs and metrics. Default: the URI with
-	// its password redacted.
+	// its password redacted. An ID that holds a URI password is redacted too.
 	ID string
 	// URI is a source URI (see ParseURI).
 	URI string
@@ -25,6 +25,9 @@ type SourceSpec struct {
 	ReadTimeout time.Duration
 	// FailedReads in a row that mean a live disconnect. Default 3.
 	FailedReads int
+	// ProbeDuration caps FFmpeg's stream analysis at an RTSP open (see
+	// LiveOptions). Default 0: FFmpeg's own.
+	ProbeDuration time.Duration
 	// Logger receives the source's messages, with field "source" set to the
 	// ID. Default: no logging.
 	Logger zerolog.Logger
@@ -46,8 +49,9 @@ func Open(ctx context.Context, spec SourceSpec) (Source, error) {
 // OpenLocation opens an already parsed location with spec's options
 // (spec.URI is ignored).
 func OpenLocation(ctx context.Context, loc Location, spec SourceSpec) (Source, error) {
+	spec.ID = Redact(spec.ID) // an id copied from a URI must not carry its password
 	live := LiveOptions{ID: spec.ID, OpenTimeout: spec.OpenTimeout, ReadTimeout: spec.ReadTimeout,
-		FailedReads: spec.FailedReads, Logger: spec.Logger}
+		FailedReads: spec.FailedReads, ProbeDuration: spec.ProbeDuration, Logger: spec.Logger}
 	switch loc.Kind {
 	case KindFile:
 		return OpenFile(ctx, loc.Path, FileOptions{ID: spec.ID, Realtime: spec.Realtime, StartAt: spec.StartAt, Logger: spec.Logger})
@@ -74,7 +78,7 @@ func OpenReconnecting(ctx context.Context, spec SourceSpec, rc ReconnectConfig) 
 	if !loc.Kind.Live() {
 		return OpenLocation(ctx, loc, spec)
 	}
-	id := spec.ID
+	id := Redact(spec.ID)
 	if id == "" {
 		id = loc.Redacted
 	}

@@ -57,9 +57,7 @@ func (c ReconnectConfig) withDefaults() ReconnectConfig {
 		c.MaxBackoff = c.MinBackoff
 	}
 	if c.Jitter == 0 {
-		c.Jitter = DefaultJitter
-	} else if c.Jitter < 0 {
-		c.Jitter = 0
+		c.Jitter = DefaultJitter // negative stays negative: withDefaults must be idempotent
 	}
 	c.Jitter = min(c.Jitter, 1)
 	if c.StuckAfter == 0 {
@@ -85,7 +83,7 @@ func (c ReconnectConfig) Backoff(n int, r float64) time.Duration {
 		d *= 2
 	}
 	d = min(d, c.MaxBackoff)
-	return time.Duration(float64(d) * (1 + c.Jitter*(2*r-1)))
+	return time.Duration(float64(d) * (1 + max(c.Jitter, 0)*(2*r-1)))
 }
 
 // Reconnecting keeps a live source going across outages. It opens the

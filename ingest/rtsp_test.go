@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,7 +131,13 @@ func TestRTSPSurvivesServerKills(t *testing.T) {
 	waitFrame(t, frames, 10*time.Second, false, &last)
 
 	var worst time.Duration
+	rss0 := rssKB(t)
 	for i := 0; i < kills; i++ {
+		if i == kills/2 {
+			// Measured: RSS grows for the first ~10 opens (FFmpeg and malloc
+			// warming up), then stays flat within 0.1 MB.
+			rss0 = rssKB(t)
+		}
 		srv.run("kill")
 		drainFor(t, frames, 700*time.Millisecond, &last)
 		srv.run("start")
@@ -142,7 +150,12 @@ func TestRTSPSurvivesServerKills(t *testing.T) {
 		}
 		waitFrame(t, frames, 5*time.Second, false, &last)
 	}
-	t.Logf("%d kills: worst time from restart to first frame %s", kills, worst)
+	rss1 := rssKB(t)
+	t.Logf("%d kills: worst time from restart to first frame %s; RSS %d kB at kill %d, %d kB after the last",
+		kills, worst, rss0, kills/2+1, rss1)
+	if kills >= 10 && rss1-rss0 > 8<<10 {
+		t.Errorf("RSS grew %d kB over the last %d reconnects: a capture or frame leaks", rss1-rss0, kills-kills/2)
+	}
 	if d, r := c.Down.Load(), c.Reconnects.Load(); d != int64(kills) || r != int64(kills) {
 		t.Errorf("metrics: %d outages, %d reconnects, want %d each", d, r, kills)
 	}
@@ -176,13 +189,33 @@ func TestRTSPSurvivesServerKills(t *testing.T) {
 
 // A frozen server (SIGSTOP) makes reads time out; the source reopens and
 // comes back with a gap frame once the server runs again.
+// rssKB reads this process's resident set size.
+func rssKB(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				t.Fatalf("VmRSS line %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
 func TestRTSPFrozenServer(t *testing.T) {
 	srv := startRTSPServer(t, clip(t, 10, 30, false))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var c Counters
 	src, err := OpenReconnecting(ctx,
-		SourceSpec{URI: fmt.Sprintf("rtsp://127.0.0.1:%d/cam", srv.port), ReadTimeout: time.Second, OpenTimeout: 2 * time.Second, Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()},
+		SourceSpec{URI: fmt.Sprintf("rtsp://127.0.0.1:%d/cam", srv.port), ReadTimeout: time.Second, OpenTimeout: 2 * time.Second, ProbeDuration: 200 * time.Millisecond, Logger: zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()},
 		ReconnectConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, StuckAfter: 3 * time.Second, Metrics: &c})
 	if err != nil {
 		t.Fatal(err)
