@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -510,7 +511,7 @@ func TestRecordFields(t *testing.T) {
 	pts := framePeriod.Milliseconds()
 	want := sink.Record{
 		SchemaVersion: sink.SchemaVersion, ID: sink.RecordID("src4", pts, "sha256:fake", sink.KindCaption),
-		Kind: sink.KindCaption, SourceID: "src4", Seq: 1, PTSMillis: pts, Caption: "4/1", Confidence: -0.5,
+		Kind: sink.KindCaption, SourceID: "src4", Seq: 1, PTSMillis: pts, Caption: "4/1", Confidence: math.Exp(-0.5),
 		Model: "fake-model", ModelDigest: "sha256:fake",
 	}
 	got := r

@@ -9,6 +9,7 @@
 #                                              period; --kill sends SIGKILL at once) and wait
 #   scripts/kafka.sh status [--port N]         exit 0 when it answers metadata, 1 when not
 #   scripts/kafka.sh wipe   [--port N]         stop it and delete its data directory
+#   scripts/kafka.sh stop-all                  stop every broker this script started
 #
 # Defaults: port 9092. State: .state/kafka (libs/, data-<port>/, <port>.log, <port>.pid).
 # Every command is idempotent: start on a running broker only checks it, stop on
@@ -21,6 +22,10 @@
 #   KAFKA_HEAP_OPTS      JVM heap flags (default -Xms128m -Xmx512m)
 #   KAFKA_JVM_OPTS       extra JVM flags (default: C1 only, which starts faster on 2 cores)
 #   JAVA_HOME / JAVA     Java 17+ to run the broker (default: java on PATH)
+#   KAFKA_EXTRA_CONFIG   a properties file appended to the generated server.properties
+#                        (later keys win: e.g. an extra SASL_SSL listener for tests)
+#   KAFKA_FORMAT_ARGS    extra arguments for the first storage format of a data dir
+#                        (e.g. --add-scram 'SCRAM-SHA-512=[name=u,password=p]')
 #   LOOKOUT_STATE        state folder (default <repo>/.state)
 set -euo pipefail
 
@@ -46,6 +51,7 @@ check_java() {
 	local j ver major
 	j=$(java_bin)
 	[[ -n $j ]] || die "java not found: install a Java 17+ runtime (apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+	[[ -x $j ]] || die "java at '$j' is not an executable file: fix JAVA or JAVA_HOME"
 	ver=$("$j" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
 	major=${ver%%.*}
 	[[ $major == 1 ]] && major=$(echo "$ver" | cut -d. -f2)
@@ -108,6 +114,10 @@ render_config() {
 	local port=$1 dir=$2
 	sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$((port + 1))|g" -e "s|@DATA_DIR@|$dir|g" \
 		"$TEMPLATE_DIR/server.properties.in" >"$dir/server.properties.tmp"
+	if [[ -n ${KAFKA_EXTRA_CONFIG:-} ]]; then
+		[[ -r $KAFKA_EXTRA_CONFIG ]] || die "KAFKA_EXTRA_CONFIG=$KAFKA_EXTRA_CONFIG is not a readable file"
+		{ echo; echo "# from KAFKA_EXTRA_CONFIG=$KAFKA_EXTRA_CONFIG"; cat "$KAFKA_EXTRA_CONFIG"; } >>"$dir/server.properties.tmp"
+	fi
 	mv "$dir/server.properties.tmp" "$dir/server.properties"
 }
 
@@ -134,8 +144,11 @@ cmd_start() {
 			rm -rf "$dir/log"
 			# A cluster id is 16 random bytes in URL-safe base64 without padding.
 			cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+			local -a extra=()
+			# shellcheck disable=SC2206 # word splitting of the extra arguments is intended
+			[[ -n ${KAFKA_FORMAT_ARGS:-} ]] && eval "extra=(${KAFKA_FORMAT_ARGS})"
 			if ! "$j" -Xmx256m -Dlog4j2.configurationFile="$TEMPLATE_DIR/log4j2.properties" -cp "$LIBS/*" \
-				kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" --standalone >"$log" 2>&1; then
+				kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" --standalone "${extra[@]}" >"$log" 2>&1; then
 				tail -20 "$log" >&2
 				die "formatting $dir failed (output above): delete $dir and retry"
 			fi
@@ -212,7 +225,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -244,8 +257,16 @@ main() {
 		rm -rf "$STATE/data-$port" "$STATE/$port.log"
 		say "deleted $STATE/data-$port"
 		;;
+	stop-all)
+		local pf p
+		for pf in "$STATE"/*.pid; do
+			[[ -e $pf ]] || continue
+			p=$(basename "$pf" .pid)
+			[[ $p =~ ^[0-9]+$ ]] && cmd_stop "$p" "$hard"
+		done
+		;;
 	-h | --help | help) usage ;;
-	*) die "unknown command '$cmd': use fetch, start, stop, status or wipe" ;;
+	*) die "unknown command '$cmd': use fetch, start, stop, stop-all, status or wipe" ;;
 	esac
 }
 

@@ -2,6 +2,8 @@ package sink
 
 import (
 	"fmt"
+	"math"
+	"testing"
 	"time"
 )
 
@@ -32,4 +34,13 @@ func testRecords(src string, from, n int) []Record {
 		out[i] = testRecord(src, from+i)
 	}
 	return out
+}
+
+func TestConfidenceFromMeanLogProb(t *testing.T) {
+	cases := []struct{ in, want float64 }{{0, 1}, {0.5, 1}, {math.Log(0.25), 0.25}, {math.Inf(-1), 0}, {math.NaN(), 0}}
+	for _, c := range cases {
+		if got := ConfidenceFromMeanLogProb(c.in); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("ConfidenceFromMeanLogProb(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
 }

@@ -270,6 +270,14 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 	return &KafkaSink{cfg: cfg, w: w, errLog: &rateLog{log: cfg.Logger, interval: cfg.ErrorInterval}}, nil
 }
 
+// attemptTimeout bounds how long kafka-go itself may spend on one
+// WriteMessages call (every attempt and backoff). A caller's deadline
+// shorter than this can return while kafka-go still holds the batch and
+// writes it later, out of order; SpoolingSink never uses a shorter one.
+func (k *KafkaSink) attemptTimeout() time.Duration {
+	return time.Duration(k.cfg.MaxAttempts)*(k.cfg.WriteTimeout+k.w.WriteBackoffMax) + k.cfg.BatchTimeout + 5*time.Second
+}
+
 // TopicFor returns the topic a source's records go to.
 func (k *KafkaSink) TopicFor(sourceID string) string {
 	if t, ok := k.cfg.TopicBySource[sourceID]; ok && t != "" {
@@ -318,7 +326,22 @@ type DeliveryError struct {
 	// Failed holds the indexes, in the written slice, of unacknowledged
 	// messages.
 	Failed []int
-	Err    error
+	// Permanent holds the indexes, among Failed, that the broker refused
+	// for good (too large, invalid): retrying the same batch cannot help.
+	Permanent []int
+	Err       error
+}
+
+// permanentError reports broker errors that retrying the same record
+// cannot fix.
+func permanentError(err error) bool {
+	for _, e := range []kafka.Error{kafka.MessageSizeTooLarge, kafka.RecordListTooLarge, kafka.InvalidRecord,
+		kafka.InvalidMessage, kafka.InvalidTimestamp, kafka.InvalidRequiredAcks} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Error names the first failure and how many more there were, so that a
@@ -369,13 +392,16 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 		}
 		return nil
 	}
-	var failed []int
+	var failed, permanent []int
 	var errs []error
 	var we kafka.WriteErrors
 	if errors.As(err, &we) && len(we) == len(msgs) {
 		for i, e := range we {
 			if e != nil {
 				failed = append(failed, i)
+				if permanentError(e) {
+					permanent = append(permanent, i)
+				}
 				errs = append(errs, fmt.Errorf("record %s of source %q: %w", headerID(msgs[i]), string(msgs[i].Key), e))
 			}
 		}
@@ -399,7 +425,7 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 	for src, n := range countBySource(msgs, isOK) {
 		k.cfg.Metrics.failed(src, n)
 	}
-	de := &DeliveryError{Failed: failed, Err: errors.Join(errs...)}
+	de := &DeliveryError{Failed: failed, Permanent: permanent, Err: errors.Join(errs...)}
 	k.errLog.Error(de, "kafka delivery failed")
 	return de
 }

@@ -74,6 +74,13 @@ func stopBroker(t *testing.T) {
 	}
 }
 
+func killBroker(t *testing.T) {
+	t.Helper()
+	if out, err := kafkaScript("stop", "--kill"); err != nil {
+		t.Fatalf("kill the test broker: %v\n%s", err, out)
+	}
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if brokerStarted && os.Getenv("LOOKOUT_TEST_KAFKA_KEEP") == "" {
@@ -105,8 +112,20 @@ func createTopic(t *testing.T, addr, name string, partitions int) string {
 	if err := cc.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)
 	}
-	// Wait until the broker serves metadata with a leader for every
-	// partition, so that writers do not cache a half-made topic.
+	createTopicWait(t, addr, topic, partitions)
+	return topic
+}
+
+// createTopicWait waits until the broker serves metadata with a leader for
+// every partition of a new topic, so that writers do not cache a half-made
+// topic.
+func createTopicWait(t *testing.T, addr, topic string, partitions int) {
+	t.Helper()
+	conn, err := kafka.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		parts, err := conn.ReadPartitions(topic)
@@ -115,7 +134,7 @@ func createTopic(t *testing.T, addr, name string, partitions int) string {
 			ready = ready && p.Leader.Host != ""
 		}
 		if ready {
-			return topic
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("topic %s has no leaders after 15s: %v", topic, err)

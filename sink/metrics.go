@@ -21,6 +21,15 @@ type Metrics struct {
 	Spooled func(sourceID string, n int)
 	// Dropped counts records dropped by a full spool's DropOldest policy.
 	Dropped func(sourceID string, n int)
+	// Rejected counts records the broker refused for good (too large,
+	// invalid); the spool moves them to rejected.jsonl.
+	Rejected func(sourceID string, n int)
+}
+
+func (m Metrics) rejected(src string, n int) {
+	if m.Rejected != nil && n > 0 {
+		m.Rejected(src, n)
+	}
 }
 
 func (m Metrics) delivered(src string, n int) {
@@ -47,7 +56,7 @@ func (m Metrics) dropped(src string, n int) {
 	}
 }
 
-// NewPromMetrics registers lookout_sink_{delivered,failed,spooled,dropped}_total
+// NewPromMetrics registers lookout_sink_{delivered,failed,spooled,dropped,rejected}_total
 // counters, labelled by sink and source, on reg and returns callbacks that
 // feed them.
 func NewPromMetrics(reg prometheus.Registerer, sinkName string) (Metrics, error) {
@@ -77,10 +86,14 @@ func NewPromMetrics(reg prometheus.Registerer, sinkName string) (Metrics, error)
 	if err != nil {
 		return Metrics{}, err
 	}
+	rj, err := mk("rejected", "Records the broker refused for good (too large, invalid), kept in the spool's rejected.jsonl.")
+	if err != nil {
+		return Metrics{}, err
+	}
 	add := func(c *prometheus.CounterVec) func(string, int) {
 		return func(src string, n int) { c.WithLabelValues(src).Add(float64(n)) }
 	}
-	return Metrics{Delivered: add(d), Failed: add(f), Spooled: add(s), Dropped: add(dr)}, nil
+	return Metrics{Delivered: add(d), Failed: add(f), Spooled: add(s), Dropped: add(dr), Rejected: add(rj)}, nil
 }
 
 // rateLog logs an error at most once per interval, with the number of

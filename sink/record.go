@@ -31,12 +31,14 @@ type Record struct {
 	PTSMillis     int64             `json:"pts_ms"`
 	CaptureTime   time.Time         `json:"capture_time"`
 	Caption       string            `json:"caption"`
-	Confidence    float64           `json:"confidence"`
-	Attributes    map[string]Attr   `json:"attributes,omitempty"`
-	Model         string            `json:"model"`
-	ModelDigest   string            `json:"model_digest"`
-	GapMillis     int64             `json:"gap_ms,omitempty"`
-	LatencyMillis Latency           `json:"latency_ms"`
+	// Confidence is in [0, 1]: the geometric mean of the caption's token
+	// probabilities (see ConfidenceFromMeanLogProb). docs/SCHEMA.md.
+	Confidence    float64         `json:"confidence"`
+	Attributes    map[string]Attr `json:"attributes,omitempty"`
+	Model         string          `json:"model"`
+	ModelDigest   string          `json:"model_digest"`
+	GapMillis     int64           `json:"gap_ms,omitempty"`
+	LatencyMillis Latency         `json:"latency_ms"`
 }
 
 // Attr is one structured attribute predicted next to the caption.

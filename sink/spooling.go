@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,20 +17,26 @@ import (
 
 // SpoolingConfig configures a SpoolingSink.
 type SpoolingConfig struct {
-	// Spool configures the disk spool. Spool.Dir is required.
+	// Spool configures the disk spool. Spool.Dir is required; Spool.Logger
+	// is replaced by Logger.
 	Spool SpoolConfig
 	// Policy picks the full-spool policy of a source's records. Default:
 	// Block for every source (nothing lost). Live sources should use
 	// DropOldest.
 	Policy func(sourceID string) FullPolicy
-	// SendTimeout bounds one delivery attempt, direct or replayed.
-	// Default 10s.
+	// SendTimeout bounds one delivery attempt, direct or replayed. It is
+	// raised to what the Kafka sink's own retries can take (MaxAttempts x
+	// (WriteTimeout + backoff) + 5s), because returning earlier would leave
+	// kafka-go holding a batch that it writes later, out of order.
+	// Default: that minimum.
 	SendTimeout time.Duration
 	// RetryInterval is the first pause between replay attempts while the
 	// broker is down; it doubles up to MaxRetryInterval. Defaults 250ms and 5s.
 	RetryInterval, MaxRetryInterval time.Duration
-	// ReplayBatch is the most records per replayed produce request.
-	// Default 500.
+	// ReplayBatch is the most records per replay attempt. Default and
+	// maximum: the Kafka sink's BatchSize, so that each partition gets at
+	// most one produce request per attempt and a failure cannot let later
+	// records of a source overtake earlier ones.
 	ReplayBatch int
 	// CloseTimeout bounds how long Close tries to empty the spool into
 	// Kafka; what remains is kept on disk for the next start. Default 10s.
@@ -53,6 +61,9 @@ type SpoolingState struct {
 	Dropped int64
 	// Damaged counts damaged byte runs found in the spool since start.
 	Damaged int64
+	// Rejected counts records the broker refused for good since start; they
+	// are in rejected.jsonl in the spool directory.
+	Rejected int64
 	// LastError is the last delivery error, or "".
 	LastError string
 }
@@ -78,12 +89,13 @@ type SpoolingSink struct {
 	writeMu sync.Mutex
 	closed  bool
 
-	up      atomic.Bool
-	lastErr atomic.Value // string
-	kick    chan struct{}
-	runCtx  context.Context
-	stop    context.CancelFunc
-	done    chan struct{}
+	up       atomic.Bool
+	rejected atomic.Int64
+	lastErr  atomic.Value // string
+	kick     chan struct{}
+	runCtx   context.Context
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 var _ Sink = (*SpoolingSink)(nil)
@@ -94,17 +106,15 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 	if k == nil {
 		return nil, errors.New("spooling sink: no Kafka sink given")
 	}
-	if cfg.SendTimeout <= 0 {
-		cfg.SendTimeout = 10 * time.Second
-	}
+	cfg.SendTimeout = max(cfg.SendTimeout, k.attemptTimeout())
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 250 * time.Millisecond
 	}
 	if cfg.MaxRetryInterval <= 0 {
 		cfg.MaxRetryInterval = 5 * time.Second
 	}
-	if cfg.ReplayBatch <= 0 {
-		cfg.ReplayBatch = 500
+	if cfg.ReplayBatch <= 0 || cfg.ReplayBatch > k.cfg.BatchSize {
+		cfg.ReplayBatch = k.cfg.BatchSize
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 10 * time.Second
@@ -113,9 +123,7 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 		cfg.Policy = func(string) FullPolicy { return Block }
 	}
 	sc := cfg.Spool
-	if sc.Logger.GetLevel() == zerolog.NoLevel && cfg.Logger.GetLevel() != zerolog.NoLevel {
-		sc.Logger = cfg.Logger
-	}
+	sc.Logger = cfg.Logger.With().Str("component", "spool").Logger()
 	userDrop := sc.OnDrop
 	sc.OnDrop = func(src string) {
 		cfg.Metrics.dropped(src, 1)
@@ -164,24 +172,41 @@ func (s *SpoolingSink) write(ctx context.Context, recs []Record, policy func(str
 	if s.closed {
 		return ErrClosed
 	}
-	pending := make([]int, len(recs))
-	for i := range pending {
-		pending[i] = i
-	}
+	pending := make([]int, 0, len(recs))
 	if s.spool.Len() == 0 {
-		msgs := make([]kafka.Message, len(recs))
-		for i, r := range recs {
-			msgs[i] = s.k.rawMessage(r.SourceID, r.ID, payloads[i])
+		// Send in chunks of at most BatchSize records, so that each
+		// partition gets one produce request per chunk; after a failure the
+		// failed records and every later chunk go to the spool, in order.
+		bs := s.k.cfg.BatchSize
+		for start := 0; start < len(recs); start += bs {
+			end := min(start+bs, len(recs))
+			msgs := make([]kafka.Message, 0, end-start)
+			for i := start; i < end; i++ {
+				msgs = append(msgs, s.k.rawMessage(recs[i].SourceID, recs[i].ID, payloads[i]))
+			}
+			sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+			err := s.k.writeMessages(sctx, msgs)
+			cancel()
+			if err == nil {
+				s.setUp()
+				continue
+			}
+			s.setDown(err)
+			for _, i := range FailedIndexes(err, len(msgs)) {
+				pending = append(pending, start+i)
+			}
+			for i := end; i < len(recs); i++ {
+				pending = append(pending, i)
+			}
+			break
 		}
-		sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
-		err := s.k.writeMessages(sctx, msgs)
-		cancel()
-		if err == nil {
-			s.setUp()
+		if len(pending) == 0 {
 			return nil
 		}
-		s.setDown(err)
-		pending = FailedIndexes(err, len(recs))
+	} else {
+		for i := range recs {
+			pending = append(pending, i)
+		}
 	}
 	// Append in order, grouping consecutive records that share a policy.
 	for start := 0; start < len(pending); {
@@ -273,10 +298,21 @@ func (s *SpoolingSink) replay() {
 			}
 			// Acknowledge the delivered prefix only, so order is kept.
 			failed := FailedIndexes(err, len(entries))
-			if len(failed) > 0 && failed[0] > 0 {
-				s.spool.Ack(entries[:failed[0]])
+			first := 0
+			if len(failed) > 0 {
+				first = failed[0]
+			}
+			if first > 0 {
+				s.spool.Ack(entries[:first])
 			} else {
 				s.spool.Release()
+			}
+			if isPermanentAt(err, first) {
+				// The broker refused the record for good, perhaps only as
+				// part of a batch: try it alone before setting it aside.
+				if s.sendAlone(entries[first]) {
+					continue
+				}
 			}
 			s.setDown(err)
 			if !s.sleep(backoff) {
@@ -285,6 +321,75 @@ func (s *SpoolingSink) replay() {
 			backoff = min(backoff*2, s.cfg.MaxRetryInterval)
 		}
 	}
+}
+
+func isPermanentAt(err error, i int) bool {
+	var de *DeliveryError
+	if !errors.As(err, &de) {
+		return false
+	}
+	for _, p := range de.Permanent {
+		if p == i {
+			return true
+		}
+	}
+	return false
+}
+
+// sendAlone sends the oldest spooled record by itself. It returns true when
+// the record left the spool: acknowledged, or refused for good and moved to
+// rejected.jsonl in the spool directory.
+func (s *SpoolingSink) sendAlone(e SpoolEntry) bool {
+	one, err := s.spool.Peek(1)
+	if err != nil || len(one) != 1 || one[0].seq != e.seq {
+		s.spool.Release()
+		return false
+	}
+	msg := s.k.rawMessage(e.SourceID, idOfPayload(e.Payload), e.Payload)
+	ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.SendTimeout)
+	err = s.k.writeMessages(ctx, []kafka.Message{msg})
+	cancel()
+	switch {
+	case err == nil:
+		s.spool.Ack(one)
+		s.setUp()
+		return true
+	case isPermanentAt(err, 0):
+		if rerr := s.reject(e, err); rerr != nil {
+			s.log.Error().Err(rerr).Msg("cannot set a refused record aside; it stays in the spool")
+			s.spool.Release()
+			return false
+		}
+		s.spool.Ack(one)
+		s.rejected.Add(1)
+		s.cfg.Metrics.rejected(e.SourceID, 1)
+		s.log.Error().Err(err).Str("source", e.SourceID).Str("id", idOfPayload(e.Payload)).
+			Str("file", filepath.Join(s.cfg.Spool.Dir, rejectedFile)).
+			Msg("kafka refused a record for good; moved it to the rejected file")
+		return true
+	}
+	s.spool.Release()
+	return false
+}
+
+const rejectedFile = "rejected.jsonl"
+
+// reject appends a refused record to rejected.jsonl (fsync'd).
+func (s *SpoolingSink) reject(e SpoolEntry, _ error) error {
+	f, err := os.OpenFile(filepath.Join(s.cfg.Spool.Dir, rejectedFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", rejectedFile, err)
+	}
+	line := append(append([]byte{}, e.Payload...), '\n')
+	if _, err := f.Write(line); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", rejectedFile, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("fsync %s: %w", rejectedFile, err)
+	}
+	return f.Close()
 }
 
 func (s *SpoolingSink) sleep(d time.Duration) bool {
@@ -310,7 +415,7 @@ func idOfPayload(p []byte) string {
 func (s *SpoolingSink) State() SpoolingState {
 	st := s.spool.Stats()
 	out := SpoolingState{BrokerUp: s.up.Load(), SpoolRecords: st.Records, SpoolBytes: st.Bytes,
-		Dropped: st.Dropped, Damaged: st.Damaged, LastError: s.lastErr.Load().(string)}
+		Dropped: st.Dropped, Damaged: st.Damaged, Rejected: s.rejected.Load(), LastError: s.lastErr.Load().(string)}
 	if !st.OldestUnsent.IsZero() {
 		out.OldestUnsentAge = time.Since(st.OldestUnsent)
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,9 +62,20 @@ func uniqueIDs(msgs []kafka.Message) int {
 	return len(seen)
 }
 
-// The broker is stopped while four sources write and restarted: every
-// record arrives, in per-source order; duplicates are counted.
+// The broker is stopped (gracefully, then by SIGKILL) while four sources
+// write, and restarted: every record arrives, in per-source order;
+// duplicates are counted.
 func TestSpoolingSinkSurvivesBrokerOutage(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		name := "graceful-stop"
+		if kill {
+			name = "sigkill"
+		}
+		t.Run(name, func(t *testing.T) { testBrokerOutage(t, kill) })
+	}
+}
+
+func testBrokerOutage(t *testing.T, kill bool) {
 	addr := needBroker(t)
 	topic := createTopic(t, addr, "sink-outage", 2)
 	k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, WriteTimeout: 3 * time.Second, MaxAttempts: 2})
@@ -119,7 +133,11 @@ func TestSpoolingSinkSurvivesBrokerOutage(t *testing.T) {
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
-	stopBroker(t)
+	if kill {
+		killBroker(t)
+	} else {
+		stopBroker(t)
+	}
 	// Wait until the sink noticed and spooled something.
 	deadline := time.Now().Add(10 * time.Second)
 	for st := s.State(); st.BrokerUp || st.SpoolRecords == 0; st = s.State() {
@@ -152,6 +170,17 @@ func TestSpoolingSinkSurvivesBrokerOutage(t *testing.T) {
 	t.Logf("drained in %s after the restart finished", time.Since(t1).Round(time.Millisecond))
 
 	msgs := readUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= len(want) }, 20*time.Second)
+	if os.Getenv("LOOKOUT_DEBUG_ORDER") != "" {
+		var seq []string
+		for _, m := range msgs {
+			if string(m.Key) == "cam-1" {
+				var r Record
+				_ = json.Unmarshal(m.Value, &r)
+				seq = append(seq, fmt.Sprintf("%d@%d", r.PTSMillis/1000, m.Offset))
+			}
+		}
+		t.Logf("cam-1 sequence: %v", seq)
+	}
 	dups := checkDelivery(t, msgs, want)
 	mu.Lock()
 	defer mu.Unlock()
@@ -160,7 +189,7 @@ func TestSpoolingSinkSurvivesBrokerOutage(t *testing.T) {
 	}
 	t.Logf("%d records written (%d rounds x %d sources), %d spooled, %d read back, %d duplicates, 0 lost",
 		len(want), round, len(sources), spooled, len(msgs), dups)
-	fmt.Printf("outage: records=%d spooled=%d duplicates=%d lost=0\n", len(want), spooled, dups)
+	fmt.Printf("outage (kill=%t): records=%d spooled=%d duplicates=%d lost=0\n", kill, len(want), spooled, dups)
 }
 
 // Records spooled by a sink that could never reach its broker are sent by
@@ -218,5 +247,65 @@ func TestSpoolingSinkDeliversSpoolLeftByPreviousRun(t *testing.T) {
 	msgs := readUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= len(want) }, 15*time.Second)
 	if dups := checkDelivery(t, msgs, want); dups != 0 {
 		t.Fatalf("%d duplicates without any retry", dups)
+	}
+}
+
+// A record the broker refuses for good (larger than the topic's
+// max.message.bytes) is moved to rejected.jsonl instead of blocking the
+// records behind it forever; the records around it are delivered in order.
+func TestSpoolingSinkSetsAsideARecordTheBrokerRefuses(t *testing.T) {
+	addr := needBroker(t)
+	topic := fmt.Sprintf("sink-poison-%d", time.Now().UnixNano())
+	conn, err := kafka.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = conn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "4096"}}})
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	createTopicWait(t, addr, topic, 1)
+	k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := 0
+	dir := t.TempDir()
+	s, err := NewSpoolingSink(k, SpoolingConfig{Spool: SpoolConfig{Dir: dir}, RetryInterval: 50 * time.Millisecond,
+		Metrics: Metrics{Rejected: func(string, int) { rejected++ }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs := testRecords("cam-p", 0, 4)
+	recs[1].Caption = strings.Repeat("too long ", 1000)
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("the spool did not drain past the refused record: %v (%+v)", err, s.State())
+	}
+	if st := s.State(); st.Rejected != 1 || rejected != 1 {
+		t.Fatalf("rejected: state %d, metric %d, want 1", st.Rejected, rejected)
+	}
+	want := map[string]Record{recs[0].ID: recs[0], recs[2].ID: recs[2], recs[3].ID: recs[3]}
+	msgs := readUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= 3 }, 10*time.Second)
+	checkDelivery(t, msgs, want)
+	for _, m := range msgs {
+		if headerID(m) == recs[1].ID {
+			t.Fatal("the oversized record reached the topic")
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, rejectedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil || r.ID != recs[1].ID {
+		t.Fatalf("rejected.jsonl holds %q, want record %s", b, recs[1].ID)
 	}
 }
