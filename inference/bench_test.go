@@ -9,8 +9,12 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// benchModel is models/demo when it has been exported, else the tiny fixture.
+// benchModel is $LOOKOUT_BENCH_MODEL, else models/demo when it has been exported,
+// else the tiny fixture.
 func benchModel(b *testing.B) *Model {
+	if dir := os.Getenv("LOOKOUT_BENCH_MODEL"); dir != "" {
+		return loadShared(b, dir)
+	}
 	root := repoRoot(b)
 	dir := filepath.Join(root, "models", "demo")
 	if _, err := os.Stat(filepath.Join(dir, fileEncoder)); err != nil {
@@ -19,13 +23,20 @@ func benchModel(b *testing.B) *Model {
 	return loadShared(b, dir)
 }
 
-// benchImages are the golden images, cycled to n, as 1280x720 frames would be costlier;
-// one 1280x720 synthetic frame is added to exercise a realistic resize.
-func benchImages(b *testing.B, n int) []gocv.Mat {
+// benchImages are the golden images cycled to n, as 1280x720 frames (a camera's size).
+func benchImages(b *testing.B, n int) []gocv.Mat { return benchImagesSized(b, n, true) }
+
+// benchImagesSized returns the golden images at their own sizes (hd false), as the
+// Python comparison script uses them, or resized to 1280x720.
+func benchImagesSized(b *testing.B, n int, hd bool) []gocv.Mat {
 	g := loadGolden(b, "tiny-vit-gpt2")
 	var src []gocv.Mat
 	for _, im := range g.Images {
 		m := readImage(b, g.path(im.File))
+		if !hd {
+			src = append(src, m)
+			continue
+		}
 		big := gocv.NewMat()
 		gocv.Resize(m, &big, imagePoint(1280, 720), 0, 0, gocv.InterpolationLinear)
 		m.Close()
@@ -103,16 +114,25 @@ func BenchmarkDecoderStep(b *testing.B) {
 				if _, err := d.step(toks); err != nil {
 					b.Fatal(err)
 				}
+				b.StopTimer()
+				d.close()
+				b.StartTimer()
 			}
 		})
 	}
 }
 
-func BenchmarkCaption(b *testing.B) {
+// BenchmarkCaption is the whole Caption call on the golden images (as scripts/bench-python.py).
+func BenchmarkCaption(b *testing.B) { benchCaption(b, false) }
+
+// BenchmarkCaptionHD is the whole Caption call on 1280x720 frames (preprocessing at camera size).
+func BenchmarkCaptionHD(b *testing.B) { benchCaption(b, true) }
+
+func benchCaption(b *testing.B, hd bool) {
 	m := benchModel(b)
 	for _, n := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
-			imgs := benchImages(b, n)
+			imgs := benchImagesSized(b, n, hd)
 			s0 := m.SessionTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -19,6 +19,10 @@ type ModelConfig struct {
 	PadTokenID          *int64        `json:"pad_token_id"`
 	BosTokenID          *int64        `json:"bos_token_id"`
 	EOSTokenID          TokenIDs      `json:"eos_token_id"`
+
+	// legacy holds generation fields written into config.json itself (older
+	// exports); transformers uses them only when generation_config.json is absent.
+	legacy GenerationOptions
 }
 
 // EncoderConfig is the ViT part of config.json.
@@ -139,6 +143,9 @@ type GenerationSettings struct {
 	DecoderStartToken  int64         `json:"decoder_start_token_id"`
 	EOSTokenIDs        []int64       `json:"eos_token_id"`
 	PadTokenID         int64         `json:"pad_token_id"`
+	// SamplingAsked records do_sample=true somewhere: sampling is not supported,
+	// decoding stays deterministic (greedy or beam search).
+	SamplingAsked bool `json:"-"`
 }
 
 // generationConfigFile is generation_config.json.
@@ -153,6 +160,10 @@ func parseModelConfig(data []byte) (*ModelConfig, error) {
 	if err := strictJSON(data, &c); err != nil {
 		return nil, err
 	}
+	if err := json.Unmarshal(data, &c.legacy); err != nil {
+		return nil, jsonError(data, err)
+	}
+	c.legacy.EOSTokenID, c.legacy.PadTokenID, c.legacy.DecoderStartToken = nil, nil, nil
 	if c.ModelType != "vision-encoder-decoder" {
 		return nil, fmt.Errorf("model_type is %q, want \"vision-encoder-decoder\" (export with task image-to-text-with-past)", c.ModelType)
 	}
@@ -204,7 +215,9 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 		eos = cfg.Decoder.EOSTokenID
 	}
 	var opts []*GenerationOptions
-	if len(genJSON) > 0 {
+	if len(genJSON) == 0 {
+		opts = append(opts, &cfg.legacy)
+	} else {
 		var f generationConfigFile
 		if err := json.Unmarshal(genJSON, &f); err != nil {
 			return g, jsonError(genJSON, err)
@@ -258,6 +271,9 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 		if o.PadTokenID != nil {
 			pad = o.PadTokenID
 		}
+		if o.DoSample != nil {
+			g.SamplingAsked = *o.DoSample
+		}
 	}
 	// max_new_tokens wins over max_length; both count from the one-token decoder prompt.
 	if maxNew != nil {
@@ -279,7 +295,13 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 	default:
 		g.PadTokenID = g.DecoderStartToken
 	}
-	return g, g.validate(cfg.Decoder.VocabSize)
+	if err := g.validate(cfg.Decoder.VocabSize); err != nil {
+		return g, err
+	}
+	if np := cfg.Decoder.NPositions; np > 0 && g.MaxLength > np {
+		return g, fmt.Errorf("generation setting max_length = %d: exceeds the decoder's %d positions (config.json decoder.n_positions)", g.MaxLength, np)
+	}
+	return g, nil
 }
 
 // validate checks the settings against the vocabulary size; errors name the field.

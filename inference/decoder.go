@@ -21,6 +21,73 @@ type ortDecoder struct {
 	cur     int // kv set holding the past
 	encCur  int // encBuf holding the current encoder states
 	encFrom []float32
+
+	// Tensors whose shape only changes with the row count, kept across steps
+	// (they wrap Go buffers, so refilling the buffer updates them).
+	idsT    *ort.Tensor[int64]
+	encT    *ort.Tensor[float32]
+	logitsT *ort.Tensor[float32]
+	branchT [2]*ort.Tensor[bool]
+}
+
+// dropFixed destroys the row-shaped tensors (after a gather or at the end).
+func (d *ortDecoder) dropFixed() {
+	for _, t := range []interface{ Destroy() error }{d.idsT, d.encT, d.logitsT} {
+		if t != nil && !isNilTensor(t) {
+			t.Destroy()
+		}
+	}
+	d.idsT, d.encT, d.logitsT = nil, nil, nil
+}
+
+func isNilTensor(t interface{ Destroy() error }) bool {
+	switch v := t.(type) {
+	case *ort.Tensor[int64]:
+		return v == nil
+	case *ort.Tensor[float32]:
+		return v == nil
+	}
+	return false
+}
+
+// close releases every tensor the decoder holds.
+func (d *ortDecoder) close() {
+	d.dropFixed()
+	for i, t := range d.branchT {
+		if t != nil {
+			t.Destroy()
+			d.branchT[i] = nil
+		}
+	}
+}
+
+func (d *ortDecoder) fixed() error {
+	m := d.m
+	r := int64(d.rows)
+	var err error
+	if d.idsT == nil {
+		if d.idsT, err = ort.NewTensor(ort.NewShape(r, 1), m.ids); err != nil {
+			return fmt.Errorf("decoder tensor: %w", err)
+		}
+	}
+	if d.encT == nil {
+		if d.encT, err = ort.NewTensor(ort.NewShape(r, int64(m.encSeq), int64(m.hidden)), d.encStates()); err != nil {
+			return fmt.Errorf("decoder tensor: %w", err)
+		}
+	}
+	if d.logitsT == nil {
+		if d.logitsT, err = ort.NewTensor(ort.NewShape(r, 1, int64(m.vocab)), m.logits); err != nil {
+			return fmt.Errorf("decoder tensor: %w", err)
+		}
+	}
+	for i, v := range []bool{false, true} {
+		if d.branchT[i] == nil {
+			if d.branchT[i], err = ort.NewTensor(ort.NewShape(1), []bool{v}); err != nil {
+				return fmt.Errorf("decoder tensor: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // newDecoder prepares buffers for up to maxRows rows and maxLen positions.
@@ -84,26 +151,17 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 		return nil
 	}
 	r, H, hd := int64(rows), int64(m.heads), int64(m.headDim)
+	if err := d.fixed(); err != nil {
+		return nil, err
+	}
 	copy(m.ids, tokens)
-	if err := add(ort.NewTensor(ort.NewShape(r, 1), m.ids)); err != nil {
-		return nil, err
-	}
-	if err := add(ort.NewTensor(ort.NewShape(r, int64(m.encSeq), int64(m.hidden)), d.encStates())); err != nil {
-		return nil, err
-	}
-	sess := m.decoder
-	usePast := true
+	in := []ort.Value{d.idsT, d.encT}
+	// Input order follows Model.decoderNames: ids, encoder states, [attention_mask], [past], [use_cache_branch].
+	sess, usePast, maskIn := m.decoder, true, m.hasMask
 	if !m.merged && d.past == 0 {
-		sess, usePast = m.decoder0, false
+		sess, usePast, maskIn = m.decoder0, false, hasMaskInput(m.dec0In)
 	}
-	if (d.past == 0 && m.merged) || (usePast == false && m.decoder0 != nil) {
-		if hasMaskInput(m.dec0In) && !m.merged {
-			if err := add(ort.NewTensor(ort.NewShape(r, int64(d.past+1)), m.mask)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if usePast && m.hasMask {
+	if maskIn {
 		if err := add(ort.NewTensor(ort.NewShape(r, int64(d.past+1)), m.mask)); err != nil {
 			return nil, err
 		}
@@ -115,23 +173,24 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 			}
 		}
 	}
+	in = append(in, vals...)
 	if m.merged {
-		if err := add(ort.NewTensor(ort.NewShape(1), []bool{d.past > 0})); err != nil {
-			return nil, err
+		b := 0
+		if d.past > 0 {
+			b = 1
 		}
+		in = append(in, d.branchT[b])
 	}
-	nIn := len(vals)
-	logits := m.logits[:rows*m.vocab]
-	if err := add(ort.NewTensor(ort.NewShape(r, 1, int64(m.vocab)), logits)); err != nil {
-		return nil, err
-	}
+	nTemp := len(vals)
 	next := 1 - d.cur
 	for i := 0; i < 2*m.layers; i++ {
 		if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past+1), hd), m.kv[next][i])); err != nil {
 			return nil, err
 		}
 	}
-	if err := m.runSession(sess, vals[:nIn], vals[nIn:]); err != nil {
+	out := append([]ort.Value{d.logitsT}, vals[nTemp:]...)
+	logits := m.logits[:rows*m.vocab]
+	if err := m.runSession(sess, in, out); err != nil {
 		return nil, fmt.Errorf("model %s: decoder run (%d rows, past %d): %s", m.name, rows, d.past, oneLine(err.Error()))
 	}
 	d.cur = next
@@ -177,5 +236,6 @@ func (d *ortDecoder) gather(idx []int) error {
 	}
 	d.encCur, d.encFrom = dstSet, nil
 	d.rows = len(idx)
+	d.dropFixed()
 	return nil
 }

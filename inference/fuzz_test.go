@@ -68,7 +68,7 @@ func FuzzParsePreprocessConfig(f *testing.F) {
 		pp := newPreprocessor(p)
 		if p.Height*p.Width <= 64*64 {
 			src := make([]uint8, 7*5*3)
-			pp.run(src, 7, 5, 15, 3, make([]float32, 3*p.Height*p.Width))
+			pp.run(src, 7, 5, 15, 3, make([]float32, 3*p.Height*p.Width), 2)
 		}
 	})
 }

@@ -12,9 +12,12 @@ import (
 
 // testGolden checks a model against transformers generate() golden outputs:
 // preprocessing, first-step logits, and token ids of every generation case.
-func testGolden(t *testing.T, name string) {
+func testGolden(t *testing.T, name, dirOverride string) {
 	g := loadGolden(t, name)
 	dir := filepath.Join(repoRoot(t), g.ModelDir)
+	if dirOverride != "" {
+		dir = dirOverride
+	}
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("model for golden %s: %v", name, err)
 	}
@@ -54,6 +57,19 @@ func testGolden(t *testing.T, name string) {
 			t.Logf("first-step logits max abs diff %.3g", maxl)
 			if maxl > 1e-4 {
 				t.Errorf("first-step logits differ by %.3g > 1e-4", maxl)
+			}
+			if im.TruthCaption != nil {
+				res, err := m.Caption(bg, []gocv.Mat{img})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res[0].Caption != *im.TruthCaption {
+					t.Errorf("caption %q, scene truth %q", res[0].Caption, *im.TruthCaption)
+				}
+				if m.attrs != nil && len(res[0].Attributes) == 0 {
+					t.Errorf("model has attribute heads but the result has no attributes")
+				}
+				t.Logf("caption %q attributes %v", res[0].Caption, res[0].Attributes)
 			}
 			for _, c := range im.Cases {
 				t.Run(c.Name, func(t *testing.T) {
@@ -141,7 +157,30 @@ func testGolden(t *testing.T, name string) {
 	})
 }
 
-func TestGoldenTiny(t *testing.T) { testGolden(t, "tiny-vit-gpt2") }
+func TestGoldenTiny(t *testing.T) { testGolden(t, "tiny-vit-gpt2", "") }
+
+// TestGoldenSplitDecoder checks the fallback layout (decoder_model.onnx +
+// decoder_with_past_model.onnx, no merged decoder) against the same golden outputs.
+func TestGoldenSplitDecoder(t *testing.T) {
+	d := copyDir(t, tinyDir(t))
+	if err := os.Remove(filepath.Join(d, fileMerged)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{fileDecoder, fileDecoderPast} {
+		b, err := os.ReadFile(filepath.Join("testdata", "tiny-split", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := loadShared(t, d)
+	if m.merged || m.decoder0 == nil {
+		t.Fatal("split layout not detected")
+	}
+	testGolden(t, "tiny-vit-gpt2", d)
+}
 
 // TestGoldenDemo runs when the demo model and its golden file exist (the training
 // run produces them); the tiny fixture covers CI otherwise.
@@ -150,5 +189,5 @@ func TestGoldenDemo(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "testdata", "golden", "demo.json")); err != nil {
 		t.Skip("testdata/golden/demo.json not generated yet (training helper)")
 	}
-	testGolden(t, "demo")
+	testGolden(t, "demo", "")
 }

@@ -98,6 +98,8 @@ type goldenImage struct {
 		Argmax int       `json:"argmax"`
 	} `json:"first_step_logits"`
 	Cases []goldenCase `json:"cases"`
+	// TruthCaption is the scene's ground truth for synthetic frames (null for fixed images).
+	TruthCaption *string `json:"truth_caption"`
 }
 
 type goldenFile struct {
@@ -176,6 +178,7 @@ func (m *Model) firstStep(img gocv.Mat) (pix, enc, logits []float32, err error) 
 		return nil, nil, nil, err
 	}
 	d := m.newDecoder(1, 1, 2)
+	defer d.close()
 	l, err := d.step([]int64{m.gen.DecoderStartToken})
 	if err != nil {
 		return nil, nil, nil, err

@@ -3,8 +3,11 @@ package inference
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"image"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -352,5 +355,177 @@ func TestDigestStable(t *testing.T) {
 	defer c.Close()
 	if c.Digest() == a.Digest() {
 		t.Error("digest did not change with the weights")
+	}
+}
+
+// TestAttributes runs attribute heads (exported like training/lookout_train/export.py)
+// on the tiny fixture and compares the probabilities with PyTorch's.
+func TestAttributes(t *testing.T) {
+	requireORT(t)
+	d := copyDir(t, tinyDir(t))
+	for _, f := range []string{fileAttrModel, fileAttrJSON} {
+		b, err := os.ReadFile(filepath.Join("testdata", "tiny-attrs", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var expected map[string]map[string][]float64
+	b, err := os.ReadFile(filepath.Join("testdata", "tiny-attrs", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &expected); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(d, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	classes := map[string][]string{"scene": {"street", "park", "indoor"}, "light": {"day", "night"}}
+	g := loadGolden(t, "tiny-vit-gpt2")
+	var imgs []gocv.Mat
+	var names []string
+	for _, im := range g.Images {
+		img := readImage(t, g.path(im.File))
+		defer img.Close()
+		imgs = append(imgs, img)
+		names = append(names, filepath.Base(im.File))
+	}
+	res, err := m.Caption(bg, imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want := expected[names[i]]
+		if len(r.Attributes) != 2 {
+			t.Fatalf("%s: attributes %v", names[i], r.Attributes)
+		}
+		for attr, probs := range want {
+			best := 0
+			for c := range probs {
+				if probs[c] > probs[best] {
+					best = c
+				}
+			}
+			got := r.Attributes[attr]
+			if got.Value != classes[attr][best] || math.Abs(got.Prob-probs[best]) > 1e-5 {
+				t.Errorf("%s %s: got %+v, PyTorch %s %.6f", names[i], attr, got, classes[attr][best], probs[best])
+			}
+		}
+	}
+	// A graph output missing from attributes_model.onnx is a load error naming it.
+	editJSON(t, filepath.Join(d, fileAttrJSON), `"probs_light"`, `"probs_weather"`)
+	if _, err := Load(d, Options{}); err == nil || !strings.Contains(err.Error(), "probs_weather") {
+		t.Fatalf("bad attributes.json output: got %v", err)
+	}
+}
+
+func TestGenerationOverrides(t *testing.T) {
+	m := loadShared(t, tinyDir(t))
+	img := gocv.NewMatWithSize(40, 60, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	bad := []struct {
+		over GenerationOptions
+		want string
+	}{
+		{GenerationOptions{MaxLength: ptr(65)}, "n_positions"},
+		{GenerationOptions{NumBeams: ptr(0)}, "num_beams"},
+		{GenerationOptions{NumBeams: ptr(2), NumReturnSequences: ptr(3)}, "num_return_sequences"},
+		{GenerationOptions{RepetitionPenalty: ptr(0.0)}, "repetition_penalty"},
+		{GenerationOptions{MinLength: ptr(30)}, "min_length"},
+	}
+	for _, c := range bad {
+		if _, err := m.CaptionWith(bg, []gocv.Mat{img}, &c.over); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("override %+v: got %v, want an error naming %s", c.over, err, c.want)
+		}
+	}
+	// max_new_tokens bounds the generated tokens; min_length forbids early EOS.
+	res, err := m.CaptionWith(bg, []gocv.Mat{img}, &GenerationOptions{MaxNewTokens: ptr(3)})
+	if err != nil || len(res[0].Tokens) > 3 {
+		t.Fatalf("max_new_tokens 3: %v %v", err, res)
+	}
+	res, err = m.CaptionWith(bg, []gocv.Mat{img}, &GenerationOptions{MinLength: ptr(12), NumBeams: ptr(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tok := range res[0].Tokens[:10] {
+		if tok == 0 {
+			t.Fatalf("EOS at %d despite min_length 12: %v", i, res[0].Tokens)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestImageFormats: BGRA and gray frames caption like their BGR equivalents.
+func TestImageFormats(t *testing.T) {
+	m := loadShared(t, tinyDir(t))
+	g := loadGolden(t, "tiny-vit-gpt2")
+	bgr := readImage(t, g.path(g.Images[2].File))
+	defer bgr.Close()
+	bgra, gray, grayBGR := gocv.NewMat(), gocv.NewMat(), gocv.NewMat()
+	defer bgra.Close()
+	defer gray.Close()
+	defer grayBGR.Close()
+	gocv.CvtColor(bgr, &bgra, gocv.ColorBGRToBGRA)
+	gocv.CvtColor(bgr, &gray, gocv.ColorBGRToGray)
+	gocv.CvtColor(gray, &grayBGR, gocv.ColorGrayToBGR)
+	res, err := m.Caption(bg, []gocv.Mat{bgr, bgra, gray, grayBGR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalIDs(res[0].Tokens, res[1].Tokens) {
+		t.Errorf("BGRA %v, BGR %v", res[1].Tokens, res[0].Tokens)
+	}
+	if !equalIDs(res[2].Tokens, res[3].Tokens) {
+		t.Errorf("gray %v, gray as BGR %v", res[2].Tokens, res[3].Tokens)
+	}
+	f := gocv.NewMatWithSize(4, 4, gocv.MatTypeCV32FC3)
+	defer f.Close()
+	if _, err := m.Caption(bg, []gocv.Mat{f}); err == nil || !strings.Contains(err.Error(), "8-bit") {
+		t.Errorf("float image: got %v", err)
+	}
+}
+
+// TestLegacyGenerationInConfig: without generation_config.json, generation fields of
+// config.json apply (as transformers' GenerationConfig.from_model_config does).
+func TestLegacyGenerationInConfig(t *testing.T) {
+	requireORT(t)
+	d := copyDir(t, tinyDir(t))
+	os.Remove(filepath.Join(d, fileGeneration))
+	editJSON(t, filepath.Join(d, fileConfig), `"model_type": "vision-encoder-decoder"`, `"model_type": "vision-encoder-decoder", "max_length": 5, "num_beams": 2`)
+	m, err := Load(d, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if g := m.Generation(); g.MaxLength != 5 || g.NumBeams != 2 || g.DecoderStartToken != 0 {
+		t.Fatalf("settings %+v", g)
+	}
+}
+
+// TestRegionOfInterest: a non-continuous Mat (a region of a frame) captions like its copy.
+func TestRegionOfInterest(t *testing.T) {
+	m := loadShared(t, tinyDir(t))
+	g := loadGolden(t, "tiny-vit-gpt2")
+	full := readImage(t, g.path(g.Images[2].File)) // 96x54
+	defer full.Close()
+	roi := full.Region(image.Rect(10, 5, 70, 50))
+	defer roi.Close()
+	if roi.IsContinuous() {
+		t.Fatal("region unexpectedly continuous")
+	}
+	cp := roi.Clone()
+	defer cp.Close()
+	res, err := m.Caption(bg, []gocv.Mat{roi, cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalIDs(res[0].Tokens, res[1].Tokens) {
+		t.Errorf("region %v, copy %v", res[0].Tokens, res[1].Tokens)
 	}
 }

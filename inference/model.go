@@ -36,6 +36,9 @@ type Options struct {
 	// IntraOpThreads and InterOpThreads: 0 keeps ONNX Runtime's default (all cores / 1).
 	IntraOpThreads int
 	InterOpThreads int
+	// AllowSpinning lets idle ONNX Runtime worker threads spin (lower latency on
+	// dedicated cores); default false, which suits shared machines.
+	AllowSpinning bool
 	// GraphOptimization is "all" (default), "extended", "basic" or "disable".
 	GraphOptimization string
 	// Generation overrides generation_config.json field by field.
@@ -212,7 +215,7 @@ func Load(dir string, opts Options) (*Model, error) {
 			return nil, fileError(dir, fileAttrJSON, "%v", err)
 		}
 	}
-	if opts.Generation.DoSample != nil && *opts.Generation.DoSample {
+	if m.gen.SamplingAsked {
 		m.log.Warn().Str("model", m.name).Msg("do_sample is not supported; decoding deterministically")
 	}
 	if err := initEnvironment(opts.LibraryPath); err != nil {
@@ -692,7 +695,9 @@ func (m *Model) preprocess(images []gocv.Mat) error {
 	}
 	// Images are independent: spread them over the cores, one preprocessor
 	// (coefficient cache and scratch) per worker.
-	workers := min(n, runtime.GOMAXPROCS(0), 8)
+	procs := runtime.GOMAXPROCS(0)
+	workers := min(n, procs, 8)
+	par := max(1, procs/workers) // leftover cores split each image's rows
 	for len(m.preps) < workers {
 		m.preps = append(m.preps, newPreprocessor(m.pre))
 	}
@@ -703,7 +708,7 @@ func (m *Model) preprocess(images []gocv.Mat) error {
 			defer wg.Done()
 			for i := wk; i < n; i += workers {
 				j := jobs[i]
-				p.run(j.data, j.h, j.w, j.stride, j.chans, m.pixels[i*size:(i+1)*size])
+				p.run(j.data, j.h, j.w, j.stride, j.chans, m.pixels[i*size:(i+1)*size], par)
 			}
 		}(m.preps[wk], wk)
 	}
@@ -737,7 +742,13 @@ func (m *Model) encode(n int) error {
 	return nil
 }
 
-// attributes runs the attribute heads on the encoder output.
+// notApplicable is the class an attribute head picks when the attribute does not
+// apply to the image (e.g. a vehicle slot in a surveillance frame); such
+// attributes are left out of Result.Attributes.
+const notApplicable = "n/a"
+
+// attributes runs the attribute heads on the encoder output: the most probable
+// class of each head and its probability, omitting heads whose answer is "n/a".
 func (m *Model) attributes(n int) ([]map[string]Attribute, error) {
 	if m.attrSess == nil {
 		return nil, nil
@@ -772,6 +783,9 @@ func (m *Model) attributes(n int) ([]map[string]Attribute, error) {
 					best = c
 				}
 			}
+			if a.Classes[best] == notApplicable {
+				continue
+			}
 			res[b][a.Name] = Attribute{Value: a.Classes[best], Prob: float64(row[best])}
 		}
 	}
@@ -781,6 +795,7 @@ func (m *Model) attributes(n int) ([]map[string]Attribute, error) {
 // generate runs greedy or beam search over the encoded batch.
 func (m *Model) generate(ctx context.Context, n int, g *GenerationSettings) ([][]hypothesis, error) {
 	d := m.newDecoder(n, n*g.NumBeams, g.MaxLength)
+	defer d.close()
 	if g.NumBeams <= 1 {
 		hs, _, err := greedySearch(ctx, d, n, m.vocab, g)
 		if err != nil {

@@ -134,6 +134,13 @@ func sessionOptions(opts *Options, provider string) (*ort.SessionOptions, error)
 			return fail(fmt.Errorf("inter_op_threads %d: %w", opts.InterOpThreads, err))
 		}
 	}
+	if !opts.AllowSpinning {
+		// Idle ORT workers spinning between decoder steps steal the cores the
+		// search and the other pipeline stages need.
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return fail(fmt.Errorf("session option allow_spinning: %w", err))
+		}
+	}
 	level, err := optLevel(opts.GraphOptimization)
 	if err != nil {
 		return fail(err)

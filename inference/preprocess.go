@@ -3,6 +3,7 @@ package inference
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"gocv.io/x/gocv"
 )
@@ -157,15 +158,17 @@ func clip8(v int32) uint8 {
 // with transformers' slow ViTImageProcessor (PIL resize on uint8 RGB, then
 // float64 rescale cast to float32, then float32 (x-mean)/std).
 type preprocessor struct {
-	cfg *PreprocessConfig
-	// Coefficient tables cached per input size (frames of one source share a size).
-	hIn, wIn   int
+	cfg   *PreprocessConfig
+	plans map[[2]int]*resizePlan // per input size (frames of one source share a size)
+	*resizePlan
+	tmp []uint8 // horizontal pass output (RGB interleaved)
+	lut [3][256]float32
+}
+
+// resizePlan holds Pillow's coefficient tables for one input size.
+type resizePlan struct {
 	horiz      resampleCoeffs
 	vert       resampleCoeffs
-	tmp        []uint8 // horizontal pass output (RGB interleaved)
-	out8       []uint8 // resized RGB
-	lut        [3][256]float32
-	haveLUT    bool
 	needHoriz  bool
 	needVert   bool
 	yFirst     int
@@ -174,7 +177,7 @@ type preprocessor struct {
 }
 
 func newPreprocessor(cfg *PreprocessConfig) *preprocessor {
-	p := &preprocessor{cfg: cfg}
+	p := &preprocessor{cfg: cfg, plans: map[[2]int]*resizePlan{}}
 	// Each channel maps uint8 -> float32 through the same arithmetic as numpy.
 	for c := 0; c < 3; c++ {
 		for v := 0; v < 256; v++ {
@@ -188,26 +191,34 @@ func newPreprocessor(cfg *PreprocessConfig) *preprocessor {
 	return p
 }
 
-// setInput prepares the coefficient tables for an input size.
+// maxPlans bounds the per-size cache; beyond it the cache starts over.
+const maxPlans = 32
+
+// setInput selects (or builds) the coefficient tables for an input size.
 func (p *preprocessor) setInput(h, w int) {
-	if p.hIn == h && p.wIn == w {
+	key := [2]int{h, w}
+	if pl, ok := p.plans[key]; ok {
+		p.resizePlan = pl
 		return
 	}
-	p.hIn, p.wIn = h, w
+	if len(p.plans) >= maxPlans {
+		clear(p.plans)
+	}
 	oh, ow := p.outSize(h, w)
 	f := pilFilters[p.cfg.Filter]
-	p.needHoriz = ow != w
-	p.needVert = oh != h
-	p.horiz = precomputeCoeffs(w, ow, f)
-	p.vert = precomputeCoeffs(h, oh, f)
-	p.yFirst = int(p.vert.bounds[0])
-	p.yLast = int(p.vert.bounds[2*oh-2] + p.vert.bounds[2*oh-1])
-	p.vertBounds = append(p.vertBounds[:0], p.vert.bounds...)
-	if p.needHoriz {
+	pl := &resizePlan{needHoriz: ow != w, needVert: oh != h}
+	pl.horiz = precomputeCoeffs(w, ow, f)
+	pl.vert = precomputeCoeffs(h, oh, f)
+	pl.yFirst = int(pl.vert.bounds[0])
+	pl.yLast = int(pl.vert.bounds[2*oh-2] + pl.vert.bounds[2*oh-1])
+	pl.vertBounds = append([]int32(nil), pl.vert.bounds...)
+	if pl.needHoriz {
 		for i := 0; i < oh; i++ {
-			p.vertBounds[2*i] -= int32(p.yFirst)
+			pl.vertBounds[2*i] -= int32(pl.yFirst)
 		}
 	}
+	p.plans[key] = pl
+	p.resizePlan = pl
 }
 
 func (p *preprocessor) outSize(h, w int) (int, int) {
@@ -219,7 +230,7 @@ func (p *preprocessor) outSize(h, w int) (int, int) {
 
 // run writes one image (BGR, HWC uint8, row stride in bytes) into dst as CHW float32.
 // dst must hold 3*H*W values of the configured size.
-func (p *preprocessor) run(src []uint8, h, w, stride, channels int, dst []float32) {
+func (p *preprocessor) run(src []uint8, h, w, stride, channels int, dst []float32, par int) {
 	p.setInput(h, w)
 	oh, ow := p.outSize(h, w)
 	// Source pixel (x, y) as RGB bytes.
@@ -249,32 +260,20 @@ func (p *preprocessor) run(src []uint8, h, w, stride, channels int, dst []float3
 	}
 	tmp := p.tmp[:rows*tw*3]
 	if p.needHoriz {
-		ks := p.horiz.ksize
-		for y := 0; y < rows; y++ {
-			row := src[(y+rowOff)*stride:]
-			out := tmp[y*tw*3:]
-			for xx := 0; xx < ow; xx++ {
-				xmin, xmax := int(p.horiz.bounds[2*xx]), int(p.horiz.bounds[2*xx+1])
-				k := p.horiz.kk[xx*ks : xx*ks+xmax]
-				var s0, s1, s2 int32 = 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1)
-				if channels >= 3 {
-					px := row[xmin*channels : (xmin+len(k))*channels]
-					for x, kv := range k {
-						o := x * channels
-						s0 += int32(px[o+2]) * kv
-						s1 += int32(px[o+1]) * kv
-						s2 += int32(px[o]) * kv
-					}
-				} else {
-					for x, kv := range k {
-						r, g, b := rgb(row, x+xmin)
-						s0 += int32(r) * kv
-						s1 += int32(g) * kv
-						s2 += int32(b) * kv
-					}
-				}
-				out[3*xx], out[3*xx+1], out[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
+		// Rows are independent: split big images over par goroutines.
+		if par > 1 && rows*w >= 256*256 {
+			var wg sync.WaitGroup
+			chunk := (rows + par - 1) / par
+			for y0 := 0; y0 < rows; y0 += chunk {
+				wg.Add(1)
+				go func(y0, y1 int) {
+					defer wg.Done()
+					p.horizontal(src, stride, channels, rowOff, y0, y1, tw, ow, tmp, rgb)
+				}(y0, min(y0+chunk, rows))
 			}
+			wg.Wait()
+		} else {
+			p.horizontal(src, stride, channels, rowOff, 0, rows, tw, ow, tmp, rgb)
 		}
 	} else {
 		for y := 0; y < rows; y++ {
@@ -336,11 +335,45 @@ func matBytes(m gocv.Mat) (data []uint8, h, w, stride, channels int, err error) 
 			return nil, 0, 0, 0, 0, fmt.Errorf("image data: %w", err)
 		}
 	} else {
-		data = m.ToBytes()
+		// A region of a bigger Mat: rows are not adjacent, so copy it compactly first.
+		c := m.Clone()
+		data = c.ToBytes()
+		c.Close()
 	}
 	stride = w * channels
 	if len(data) < h*stride {
 		return nil, 0, 0, 0, 0, fmt.Errorf("image data is %d bytes, want %d", len(data), h*stride)
 	}
 	return data, h, w, stride, channels, nil
+}
+
+// horizontal runs Pillow's horizontal pass for tmp rows [y0, y1).
+func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1, tw, ow int, tmp []uint8, rgb func([]uint8, int) (uint8, uint8, uint8)) {
+	ks := p.horiz.ksize
+	for y := y0; y < y1; y++ {
+		row := src[(y+rowOff)*stride:]
+		out := tmp[y*tw*3:]
+		for xx := 0; xx < ow; xx++ {
+			xmin, xmax := int(p.horiz.bounds[2*xx]), int(p.horiz.bounds[2*xx+1])
+			k := p.horiz.kk[xx*ks : xx*ks+xmax]
+			var s0, s1, s2 int32 = 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1)
+			if channels >= 3 {
+				px := row[xmin*channels : (xmin+len(k))*channels]
+				for x, kv := range k {
+					o := x * channels
+					s0 += int32(px[o+2]) * kv
+					s1 += int32(px[o+1]) * kv
+					s2 += int32(px[o]) * kv
+				}
+			} else {
+				for x, kv := range k {
+					r, g, b := rgb(row, x+xmin)
+					s0 += int32(r) * kv
+					s1 += int32(g) * kv
+					s2 += int32(b) * kv
+				}
+			}
+			out[3*xx], out[3*xx+1], out[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
+		}
+	}
 }

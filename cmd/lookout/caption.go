@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -68,6 +69,14 @@ sampled frame to --out (default stdout). Sampling by PTS makes replays determini
 					return usageError{err}
 				}
 			}
+			// Open every input once before the model loads, so that a missing
+			// or undecodable file or an unreachable camera is one error line
+			// (the pipeline would retry a live source for ever).
+			for _, s := range cfg.Sources {
+				if err := probeInput(cmd.Context(), s.URI); err != nil {
+					return err
+				}
+			}
 			return captionFiles(cmd.Context(), cfg, !noProgess && out != "-" && isTerminal(os.Stderr))
 		},
 	}
@@ -83,6 +92,30 @@ sampled frame to --out (default stdout). Sampling by PTS makes replays determini
 	f.StringVar(&logLevel, "log-level", "warn", "trace, debug, info, warn or error")
 	f.BoolVar(&noProgess, "no-progress", false, "never show the progress bar")
 	return cmd
+}
+
+// probeInput opens a caption input once and closes it. A file that does not
+// exist is a usage error (exit 2); one that cannot be decoded, or a camera
+// that cannot be opened within ingest's open timeout (10 s), is a runtime
+// error (exit 1). Synthetic sources are not probed.
+func probeInput(ctx context.Context, uri string) error {
+	loc, err := ingest.ParseURI(uri)
+	if err != nil {
+		return usageError{err}
+	}
+	if loc.Kind == ingest.KindSynth {
+		return nil
+	}
+	src, err := ingest.OpenLocation(ctx, loc, ingest.SourceSpec{})
+	if err != nil {
+		if loc.Kind == ingest.KindFile {
+			if _, serr := os.Stat(loc.Path); errors.Is(serr, os.ErrNotExist) {
+				return usageError{err}
+			}
+		}
+		return err
+	}
+	return src.Close()
 }
 
 // inputID names a source after its file, without extension.

@@ -32,16 +32,18 @@ type opsServer struct {
 	ln  net.Listener
 }
 
-func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() error, mgr sourceManager, log zerolog.Logger) (*opsServer, error) {
+func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (string, error), mgr sourceManager, log zerolog.Logger) (*opsServer, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		detail, err := ready()
+		if err != nil {
+			http.Error(w, "not ready: "+err.Error()+"\n"+detail, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		fmt.Fprint(w, detail)
 	})
 	mux.Handle("/sources", requireToken(token, sourcesHandler(mgr)))
 	ln, err := net.Listen("tcp", addr)

@@ -33,6 +33,15 @@ func newRootCmd() *cobra.Command {
 		Short:         "Caption live and recorded video into Kafka",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// An unknown command is bad usage (exit 2); without arguments the
+		// root prints its help.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q: see lookout --help", args[0])
+			}
+			return cmd.Help()
+		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(

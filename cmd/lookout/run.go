@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"lookout/ingest"
 	"lookout/internal/config"
 )
 
@@ -29,6 +30,13 @@ signal exits at once). SIGHUP reloads the sources from the config file.`,
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return usageError{err}
+			}
+			// Check the source URIs before the model loads: a bad URI is a
+			// configuration error (exit 2, one line), not a runtime failure.
+			for i, s := range cfg.Sources {
+				if _, err := ingest.ParseURI(s.URI); err != nil {
+					return usagef("config %s: sources[%d].uri: %w", cfgPath, i, err)
+				}
 			}
 			if logFormat != "" {
 				cfg.Log.Format = logFormat

@@ -201,7 +201,31 @@ func (s *service) openKafka(ctx context.Context) error {
 	}
 	s.spool = sp
 	s.sinks = append(s.sinks, sp)
+	gauge := func(name, help string, f func(sink.SpoolingState) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(sp.State()) })
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("lookout_kafka_broker_up", "1 while the broker acknowledges records, 0 after a failed delivery.",
+			func(st sink.SpoolingState) float64 { return b2f(st.BrokerUp) }),
+		gauge("lookout_spool_records", "Unsent records waiting in the disk spool.",
+			func(st sink.SpoolingState) float64 { return float64(st.SpoolRecords) }),
+		gauge("lookout_spool_bytes", "Bytes of unsent records in the disk spool.",
+			func(st sink.SpoolingState) float64 { return float64(st.SpoolBytes) }),
+		gauge("lookout_spool_oldest_unsent_seconds", "Age of the oldest unsent record (0 when the spool is empty).",
+			func(st sink.SpoolingState) float64 { return st.OldestUnsentAge.Seconds() }),
+	} {
+		if err := s.reg.Register(c); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // videoFPS plays the annotated video at the sampling rate of the first
@@ -342,12 +366,29 @@ func (s *service) RemoveSource(id string) error {
 	return s.pipe.RemoveSource(id)
 }
 
-// Ready is nil when the pipeline can caption and deliver.
-func (s *service) Ready() error {
-	if s.pipe == nil {
-		return errors.New("starting")
+// Ready is nil when the pipeline can caption and deliver; the text gives
+// the Kafka spool's state. A broker that does not acknowledge makes the
+// Kafka sink down (README: /readyz fails while a sink is down); records
+// wait in the spool meanwhile.
+func (s *service) Ready() (string, error) {
+	var detail string
+	if s.spool != nil {
+		st := s.spool.State()
+		detail = fmt.Sprintf("kafka broker_up=%t spool_records=%d spool_bytes=%d oldest_unsent=%s dropped=%d\n",
+			st.BrokerUp, st.SpoolRecords, st.SpoolBytes, st.OldestUnsentAge.Round(time.Millisecond), st.Dropped)
 	}
-	return s.pipe.Ready()
+	if s.pipe == nil {
+		return detail, errors.New("starting")
+	}
+	if err := s.pipe.Ready(); err != nil {
+		return detail, err
+	}
+	if s.spool != nil {
+		if st := s.spool.State(); !st.BrokerUp {
+			return detail, fmt.Errorf("kafka broker not acknowledging, %d records spooled: %s", st.SpoolRecords, st.LastError)
+		}
+	}
+	return detail, nil
 }
 
 // Close releases sinks and the model; call after Run returned.

@@ -144,8 +144,11 @@ def run(model_dir: str, ckpt: str, name: str, image_paths: list[str], out: str) 
             start = torch.tensor([[model.config.decoder_start_token_id]])
             logits = first_logits(enc, start)
             enc = enc.detach()
+            truth_p = os.path.join(os.path.dirname(path), "truth.json")
+            truth = json.load(open(truth_p))["captions"].get(os.path.basename(path)) if os.path.isfile(truth_p) else None
             entry = {
                 "name": iname,
+                "truth_caption": truth,
                 "file": rel(path),
                 "width": img.width,
                 "height": img.height,

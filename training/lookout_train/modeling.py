@@ -21,7 +21,7 @@ from transformers import (
 
 @dataclass
 class ModelSize:
-    """Architecture knobs. Defaults: the demo model (64x64 input, patch 8, hidden 128, 4+2 layers)."""
+    """Architecture knobs (defaults: 64x64 input, patch 8, hidden 128, 4 encoder + 2 decoder layers, 4 heads)."""
 
     image_size: int = 64
     patch_size: int = 8
@@ -40,7 +40,7 @@ class ModelSize:
 
 TINY = ModelSize(image_size=32, patch_size=8, hidden=32, enc_layers=2, enc_heads=2, dec_layers=2, dec_heads=2,
                  intermediate=64, n_positions=64)
-DEMO = ModelSize()
+DEMO = ModelSize(patch_size=16)  # the shipped models/demo architecture (scripts/train-demo.sh passes it explicitly)
 
 
 def build_model(size: ModelSize, vocab_size: int, eos_id: int, max_length: int = 24,

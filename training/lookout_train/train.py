@@ -188,6 +188,12 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="run folder (ckpt/, train.log, metrics.json)")
     ap.add_argument("--strategy", default="joint", choices=["joint", "alternating", "multitask", "transfer"])
     ap.add_argument("--size", default="demo", choices=sorted(SIZES))
+    ap.add_argument("--image-size", type=int, default=None, help="override the preset's input size")
+    ap.add_argument("--patch", type=int, default=None, help="override the preset's ViT patch size")
+    ap.add_argument("--hidden", type=int, default=None, help="override the preset's hidden size (encoder = decoder)")
+    ap.add_argument("--enc-layers", type=int, default=None)
+    ap.add_argument("--dec-layers", type=int, default=None)
+    ap.add_argument("--heads", type=int, default=None, help="attention heads (encoder and decoder)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -232,7 +238,12 @@ def main(argv=None):
         except CheckpointError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-    size = SIZES[args.size]
+    over = {k: v for k, v in {"image_size": args.image_size, "patch_size": args.patch, "hidden": args.hidden,
+                              "enc_layers": args.enc_layers, "dec_layers": args.dec_layers,
+                              "enc_heads": args.heads, "dec_heads": args.heads}.items() if v is not None}
+    if args.hidden is not None:
+        over["intermediate"] = 4 * args.hidden
+    size = ModelSize(**{**SIZES[args.size].to_dict(), **over})
     with open(os.path.join(args.out, "args.json"), "w") as f:
         json.dump({**vars(args), "model_size": size.to_dict()}, f, indent=1)
     t_all = time.time()

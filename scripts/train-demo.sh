@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Reproduces models/demo from scratch (make model): data -> training -> export -> evaluation.
+#   1. training data: `lookout scenes dataset` (both domains, H.264 round trip at 1280x720, stored 320x180)
+#   2. train (multitask strategy, see docs/TRAINING.md), progress lines with loss and ETA
+#   3. export with optimum (image-to-text-with-past) + attributes_model.onnx into $OUT (default models/demo)
+#   4. evaluate: held-out dataset at 1280x720 H.264 + two 60 s 1280x720 clips sampled at 1 fps,
+#      scored with `lookout scenes score`
+# Env: OUT (models/demo), RUN (.state/runs/demo), DATA (.state/data/demo), N (training images, 16000),
+#      STEPS (training steps), LOOKOUT (bin/lookout), THREADS (2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-models/demo}"
+RUN="${RUN:-.state/runs/demo}"
+DATA="${DATA:-.state/data/demo}"
+N="${N:-16000}"
+STEPS="${STEPS:-2000}"
+THREADS="${THREADS:-2}"
+LOOKOUT="${LOOKOUT:-bin/lookout}"
+PY=.state/venv/bin/python
+export PYTHONPATH="$PWD/training${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_NUM_THREADS="$THREADS"
+[[ -x "$PY" ]] || scripts/venv.sh
+[[ -x "$LOOKOUT" ]] || go build -o "$LOOKOUT" ./cmd/lookout
+t0=$(date +%s)
+mk() { # name n seed size [store]
+  local dir="$DATA/$1"
+  if [[ -f "$dir/captions.jsonl" ]]; then echo "data: $dir exists"; return; fi
+  rm -rf "$dir"
+  "$LOOKOUT" scenes dataset --domain both --n "$2" --seed "$3" --size "$4" ${5:+--store-size "$5"} --out "$dir"
+}
+mk train "$N" 1 1280x720 320x180
+mk val 1000 2 1280x720 320x180
+mk test720 400 3 1280x720
+echo "data ready after $(( $(date +%s) - t0 ))s"
+rm -rf "$RUN"
+"$PY" -m lookout_train train --data "$DATA/train" --val "$DATA/val" --out "$RUN" --strategy multitask \
+  --patch 16 --hidden 128 --heads 4 --enc-layers 4 --dec-layers 2 \
+  --steps "$STEPS" --batch 64 --lr 1.5e-3 --warmup 150 --threads "$THREADS" --log-every 50
+"$PY" -m lookout_train export --ckpt "$RUN/ckpt" --out "$OUT"
+echo "trained + exported after $(( $(date +%s) - t0 ))s"
+"$PY" -m lookout_train eval --model "$OUT" --data "$DATA/test720" | tee "$RUN/eval-test720.txt"
+for spec in driving:9001 surveillance:9002; do
+  d=${spec%%:*}; s=${spec#*:}
+  clip="$RUN/clip-$d-$s.mp4"
+  "$LOOKOUT" scenes video --domain "$d" --seed "$s" --duration 60s --size 1280x720 --fps 30 --out "$clip"
+  "$PY" -m lookout_train eval --model "$OUT" --video "$clip" --truth "${clip%.mp4}.truth.jsonl" --every 1s --out "$RUN/captions-$d-$s.jsonl"
+  "$LOOKOUT" scenes score --truth "${clip%.mp4}.truth.jsonl" --captions "$RUN/captions-$d-$s.jsonl" | tail -1 | tee "$RUN/score-$d-$s.txt"
+done
+du -sh "$OUT"
+echo "make model: done in $(( ($(date +%s) - t0) / 60 )) min"
