@@ -32,22 +32,16 @@ type ortDecoder struct {
 
 // dropFixed destroys the row-shaped tensors (after a gather or at the end).
 func (d *ortDecoder) dropFixed() {
-	for _, t := range []interface{ Destroy() error }{d.idsT, d.encT, d.logitsT} {
-		if t != nil && !isNilTensor(t) {
-			t.Destroy()
-		}
+	if d.idsT != nil {
+		d.idsT.Destroy()
+	}
+	if d.encT != nil {
+		d.encT.Destroy()
+	}
+	if d.logitsT != nil {
+		d.logitsT.Destroy()
 	}
 	d.idsT, d.encT, d.logitsT = nil, nil, nil
-}
-
-func isNilTensor(t interface{ Destroy() error }) bool {
-	switch v := t.(type) {
-	case *ort.Tensor[int64]:
-		return v == nil
-	case *ort.Tensor[float32]:
-		return v == nil
-	}
-	return false
 }
 
 // close releases every tensor the decoder holds.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -190,4 +191,51 @@ func TestGoldenDemo(t *testing.T) {
 		t.Skip("testdata/golden/demo.json not generated yet (training helper)")
 	}
 	testGolden(t, "demo", "")
+}
+
+// TestFastResize measures the OpenCV resize option against transformers' pixels
+// and checks the demo model still captions every golden frame like transformers.
+func TestFastResize(t *testing.T) {
+	requireORT(t)
+	root := repoRoot(t)
+	name := "demo"
+	if _, err := os.Stat(filepath.Join(root, "testdata", "golden", "demo.json")); err != nil {
+		name = "tiny-vit-gpt2"
+	}
+	g := loadGolden(t, name)
+	m, err := Load(filepath.Join(root, g.ModelDir), Options{Resize: "fast", IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := Load(filepath.Join(root, g.ModelDir), Options{Resize: "bicubic"}); err == nil || !strings.Contains(err.Error(), "resize") {
+		t.Errorf("unknown resize option: got %v", err)
+	}
+	for _, im := range g.Images {
+		img := readImage(t, g.path(im.File))
+		pix, _, _, err := m.firstStep(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := readF32(t, g.path(im.PixelValues.File))
+		var mad float64
+		for i := range want {
+			mad += math.Abs(float64(pix[i] - want[i]))
+		}
+		mad /= float64(len(want))
+		res, err := m.Caption(bg, []gocv.Mat{img})
+		img.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := equalIDs(res[0].Tokens, trimGolden(im.Cases[0].Sequences[0], g.EOS))
+		t.Logf("%s: fast resize mean abs diff %.4f (in normalised units), greedy caption equal: %v", im.Name, mad, same)
+		if mad > 0.1 {
+			t.Errorf("%s: fast resize mean abs diff %.3f > 0.1", im.Name, mad)
+		}
+		// The trained demo model must keep its captions on real frames.
+		if name == "demo" && im.TruthCaption != nil && !same {
+			t.Errorf("%s: fast resize caption %q differs from transformers %q", im.Name, res[0].Caption, im.Cases[0].Texts[0])
+		}
+	}
 }

@@ -24,7 +24,7 @@ var (
 
 // ResolveLibraryPath returns the ONNX Runtime library to load: explicit, else
 // $LOOKOUT_ORT_LIB, else .state/ort/libonnxruntime.so in the current directory or
-// the nearest parent that has it.
+// the nearest parent that has it, else in the executable's folder or a parent.
 func ResolveLibraryPath(explicit string) (string, error) {
 	if explicit != "" {
 		return checkLibrary(explicit, "Options.LibraryPath")
@@ -32,22 +32,29 @@ func ResolveLibraryPath(explicit string) (string, error) {
 	if p := os.Getenv(EnvLibraryPath); p != "" {
 		return checkLibrary(p, EnvLibraryPath)
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("onnxruntime library: cannot read the working directory: %w", err)
+	// The working directory first, then the executable's folder (bin/lookout
+	// of a checkout finds the checkout's .state from anywhere).
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	for {
-		p := filepath.Join(dir, defaultLibraryRel)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
 	}
-	return "", fmt.Errorf("onnxruntime library not found (%s in this folder or a parent, or $%s): run scripts/ort.sh or set %s",
+	for _, dir := range starts {
+		for {
+			p := filepath.Join(dir, defaultLibraryRel)
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", fmt.Errorf("onnxruntime library not found (%s in this folder, the executable's folder or a parent, or $%s): run scripts/ort.sh or set %s",
 		defaultLibraryRel, EnvLibraryPath, EnvLibraryPath)
 }
 
@@ -113,8 +120,8 @@ func firstLine(s string) string {
 // Providers lists the accepted Options.Provider values.
 var Providers = []string{"cpu", "cuda", "tensorrt"}
 
-// sessionOptions builds ORT session options for opts. fallback reports that the
-// requested provider failed and CPU is used instead.
+// sessionOptions builds ONNX Runtime session options for opts and provider; a
+// provider that cannot be appended is an error naming it (Load decides on fallback).
 func sessionOptions(opts *Options, provider string) (*ort.SessionOptions, error) {
 	so, err := ort.NewSessionOptions()
 	if err != nil {

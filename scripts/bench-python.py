@@ -149,7 +149,7 @@ def bench_raw(model_dir, images, batches, gen, threads, seconds):
     return measure
 
 
-def bench_go(model_dir, image_paths, batches, gen, threads, seconds, repo):
+def bench_go(model_dir, image_paths, batches, gen, threads, seconds, repo, resize="exact"):
     exe = os.path.join(repo, "bin", "lookout-bench")
     build = subprocess.run(["go", "build", "-o", exe, "./cmd/lookout"], cwd=repo, capture_output=True, text=True)
     if build.returncode != 0:
@@ -158,7 +158,7 @@ def bench_go(model_dir, image_paths, batches, gen, threads, seconds, repo):
 
     def measure(b):
         cmd = [exe, "model", "bench", model_dir, *image_paths, "--json", "--batch", str(b),
-               "--seconds", str(seconds), "--threads", str(threads)]
+               "--seconds", str(seconds), "--threads", str(threads), "--resize", resize]
         if gen.get("num_beams", 1) > 1:
             cmd += ["--num-beams", str(gen["num_beams"])]
         if "max_new_tokens" in gen:
@@ -184,6 +184,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="threads per engine (ORT intra-op, torch)")
     ap.add_argument("--num-beams", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=None, help="default: generation_config.json")
+    ap.add_argument("--go-resize", default="exact", choices=["exact", "fast"],
+                    help="Go preprocessing: exact (Pillow bit-exact, like the Python paths) or fast (OpenCV)")
     ap.add_argument("--skip", default="", help="comma list of paths to skip: go,optimum,pytorch,raw")
     ap.add_argument("--json", default=os.path.join(repo, ".state/bench/bench.json"))
     a = ap.parse_args()
@@ -202,10 +204,11 @@ def main():
     gen = {"num_beams": a.num_beams, "do_sample": False, "max_length": a.max_length or gcfg.get("max_length", 20)}
     skip = set(filter(None, a.skip.split(",")))
     res = {"model": model_dir, "images": paths, "threads": a.threads, "generation": gen, "rounds": a.rounds,
+           "go_resize": a.go_resize,
            "estimator": "best of rounds (paths interleaved round-robin)", "captions_per_sec": {}, "all_rounds": {}}
     paths_ = {}
     if "go" not in skip:
-        paths_["go"], res["go_detail"] = bench_go(model_dir, paths, batches, gen, a.threads, a.seconds, repo)
+        paths_["go"], res["go_detail"] = bench_go(model_dir, paths, batches, gen, a.threads, a.seconds, repo, a.go_resize)
     if "optimum" not in skip:
         paths_["optimum"] = bench_optimum(model_dir, images, batches, gen, a.threads, a.seconds)
     if "pytorch" not in skip:
@@ -229,7 +232,7 @@ def main():
     with open(a.json, "w") as f:
         json.dump(res, f, indent=1)
     cps = res["captions_per_sec"]
-    print(f"model {os.path.basename(model_dir)}, {len(paths)} images, threads {a.threads}, {gen}")
+    print(f"model {os.path.basename(model_dir)}, {len(paths)} images, threads {a.threads}, go resize {a.go_resize}, {gen}")
     print("| batch | " + " | ".join(f"{k} captions/s" for k in cps) + " | go/optimum | go/pytorch | go/raw | go/go_sessions |")
     print("|---" * (len(cps) + 5) + "|")
     for b in batches:

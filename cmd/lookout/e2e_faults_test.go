@@ -476,3 +476,79 @@ func e2eMissingSeconds(pts []int64, n int) []int {
 	}
 	return missing
 }
+
+// TestE2ESpoolFull: the broker is unreachable and the spool is capped at
+// its minimum (1 MiB). The documented full-spool policy must hold: file
+// replays block (their checkpoints stop short of the end, nothing of
+// theirs is dropped), the spool stays under its cap, and live frames are
+// dropped and counted. A first SIGINT waits for room (records are kept); a
+// second one exits within the spool's close timeout.
+func TestE2ESpoolFull(t *testing.T) {
+	video := e2eClip(t, "drive60", "--domain", "driving", "--seed", "11", "--duration", "60s", "--size", "640x360", "--fps", "30")
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	httpAddr := e2eFreeAddr(t)
+	const capBytes = 1 << 20
+	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s
+log: {level: info, format: json}
+http: {listen: "%s"}
+model: {dir: %s}
+sources:
+  - {id: f1, uri: "%s", fps: 30}
+  - {id: f2, uri: "%s", fps: 30}
+  - {id: live, uri: "synth://driving?seed=3&fps=30&size=320x180", fps: 30}
+sinks:
+  kafka: {enabled: true, brokers: ["127.0.0.1:1"], topic: never, spool_max_bytes: %d}
+`, dataDir, httpAddr, e2eTinyModel(), video, video, capBytes))
+	p := e2eStartLookout(t, dir, "run", "--config", cfg)
+	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
+	// Wait until the spool is nearly full and the replays stop advancing.
+	deadline := time.Now().Add(90 * time.Second)
+	var m map[string]float64
+	prev := [2]int64{-2, -2}
+	for {
+		time.Sleep(2 * time.Second)
+		m = e2eMetrics(t, httpAddr)
+		cps := [2]int64{e2eReadCheckpoint(dataDir, "f1"), e2eReadCheckpoint(dataDir, "f2")}
+		if e2eMetricSum(m, "lookout_spool_bytes") > capBytes*9/10 && cps == prev {
+			break
+		}
+		prev = cps
+		if time.Now().After(deadline) || p.exited() {
+			t.Fatalf("the spool did not fill within 90s (spool bytes %g, checkpoints %v); stderr:\n%s", e2eMetricSum(m, "lookout_spool_bytes"), cps, e2eTail(p.stderr.String(), 20))
+		}
+	}
+	spoolBytes := e2eMetricSum(m, "lookout_spool_bytes")
+	liveDropped := e2eMetricFor(m, "lookout_source_frames_dropped_total", "live") + e2eMetricFor(m, "lookout_sink_dropped_total", "live")
+	t.Logf("spool full: %.0f bytes of %d, %g records; checkpoints f1=%d f2=%d ms of 59967; live drops %g; file sink drops %g",
+		spoolBytes, capBytes, e2eMetricSum(m, "lookout_spool_records"), prev[0], prev[1], liveDropped,
+		e2eMetricFor(m, "lookout_sink_dropped_total", "f1")+e2eMetricFor(m, "lookout_sink_dropped_total", "f2"))
+	if spoolBytes > capBytes {
+		t.Errorf("spool holds %.0f bytes, over its %d-byte cap", spoolBytes, capBytes)
+	}
+	for i, cp := range prev {
+		if cp >= 59000 {
+			t.Errorf("replay f%d reached pts %d: it did not block on the full spool", i+1, cp)
+		}
+	}
+	if d := e2eMetricFor(m, "lookout_sink_dropped_total", "f1") + e2eMetricFor(m, "lookout_sink_dropped_total", "f2"); d != 0 {
+		t.Errorf("%g records of file replays dropped by the full spool; the policy for replays is block", d)
+	}
+	if liveDropped == 0 {
+		t.Errorf("no live frame or record was dropped and counted while the spool was full")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	firstSignalExited := p.exited()
+	sigAt := time.Now()
+	code := p.stop(syscall.SIGINT, 30*time.Second)
+	t.Logf("first SIGINT: exited within 3 s: %v; second SIGINT: exit %d after %.1fs", firstSignalExited, code, time.Since(sigAt).Seconds())
+	if code == 0 {
+		t.Errorf("exit 0 with %g records still spooled; want a non-zero exit that says so", e2eMetricSum(m, "lookout_spool_records"))
+	}
+	if e2ePanicRe.MatchString(p.stderr.String()) {
+		t.Errorf("output mentions a panic")
+	}
+}

@@ -25,6 +25,7 @@ type modelFlags struct {
 	threads      int
 	ortLib       string
 	optLevel     string
+	resize       string
 	numBeams     int
 	maxNewTokens int
 	asJSON       bool
@@ -37,6 +38,7 @@ func (f *modelFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
 	fl.StringVar(&f.ortLib, "ort-lib", "", "ONNX Runtime library (default $LOOKOUT_ORT_LIB or .state/ort/libonnxruntime.so)")
 	fl.StringVar(&f.optLevel, "graph-optimization", "all", "graph optimisation: all, extended, basic or disable")
+	fl.StringVar(&f.resize, "resize", "exact", "preprocessing resize: exact (Pillow bit-exact) or fast (OpenCV)")
 	fl.IntVar(&f.numBeams, "num-beams", 0, "override num_beams (0: generation_config.json)")
 	fl.IntVar(&f.maxNewTokens, "max-new-tokens", 0, "override max_new_tokens (0: generation_config.json)")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
@@ -49,12 +51,16 @@ func (f *modelFlags) options() (inference.Options, error) {
 		AllowCPUFallback:  f.fallback,
 		IntraOpThreads:    f.threads,
 		GraphOptimization: f.optLevel,
+		Resize:            f.resize,
 		Logger:            newLogger(os.Stderr, "warn", "auto"),
 	}
 	switch f.provider {
 	case "cpu", "cuda", "tensorrt":
 	default:
 		return o, usagef("--provider %q: want cpu, cuda or tensorrt", f.provider)
+	}
+	if f.resize != "exact" && f.resize != "fast" {
+		return o, usagef("--resize %q: want exact or fast", f.resize)
 	}
 	if f.threads < 0 {
 		return o, usagef("--threads %d: want >= 0", f.threads)

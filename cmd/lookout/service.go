@@ -142,13 +142,15 @@ func modelOptions(m config.Model, log zerolog.Logger) inference.Options {
 		g.EarlyStopping = &e
 	}
 	return inference.Options{
-		LibraryPath:      m.Library,
-		Provider:         m.Provider,
-		AllowCPUFallback: m.AllowCPUFallback,
-		IntraOpThreads:   m.IntraOpThreads,
-		InterOpThreads:   m.InterOpThreads,
-		Generation:       g,
-		Logger:           log.With().Str("component", "inference").Logger(),
+		LibraryPath:       m.Library,
+		Provider:          m.Provider,
+		AllowCPUFallback:  m.AllowCPUFallback,
+		IntraOpThreads:    m.IntraOpThreads,
+		InterOpThreads:    m.InterOpThreads,
+		Resize:            m.Resize,
+		GraphOptimization: m.GraphOptimization,
+		Generation:        g,
+		Logger:            log.With().Str("component", "inference").Logger(),
 	}
 }
 
@@ -175,6 +177,9 @@ func (s *service) openKafka(ctx context.Context) error {
 		Compression:   compression,
 		BatchSize:     k.BatchSize,
 		BatchTimeout:  k.BatchTimeout,
+		// A new topic is created on first use (when the broker allows it,
+		// Kafka's default), with the broker's partition defaults.
+		AllowAutoTopicCreation: true,
 		TLS: sink.TLSConfig{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile,
 			KeyFile: k.TLS.KeyFile, InsecureSkipVerify: k.TLS.InsecureSkipVerify},
 		SASL:    sink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: password},

@@ -93,3 +93,35 @@ def test_preprocessing_matches_vit_image_processor():
         ref = proc(images=img.convert("RGB"), return_tensors="pt").pixel_values
         ours = D.normalize(torch.from_numpy(D.resize_u8(img, 32)[None]))
         np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=1e-6, rtol=0)
+
+
+DEMO = os.path.join(REPO, "models/demo")
+
+
+def test_demo_bundle_layout_size_and_captions():
+    """The shipped bundle: complete, <= 25 MB, attribute heads consistent, right captions on the golden frames."""
+    from lookout_train.evaluate import OrtCaptioner
+    from lookout_train import data as D
+
+    need = ["encoder_model.onnx", "decoder_model_merged.onnx", "config.json", "generation_config.json",
+            "preprocessor_config.json", "tokenizer.json", "attributes_model.onnx", "attributes.json", "MODEL.md"]
+    for f in need:
+        assert os.path.isfile(os.path.join(DEMO, f)), f
+    total = sum(os.path.getsize(os.path.join(DEMO, f)) for f in os.listdir(DEMO))
+    assert total <= 25 * 1024 * 1024
+    meta = json.load(open(os.path.join(DEMO, "attributes.json")))
+    s = ort.InferenceSession(os.path.join(DEMO, "attributes_model.onnx"))
+    assert [o.name for o in s.get_outputs()] == [a["output"] for a in meta["attributes"]]
+    frames = os.path.join(REPO, "testdata/golden/frames")
+    truth = json.load(open(os.path.join(frames, "truth.json")))["captions"]
+    cap = OrtCaptioner(DEMO)
+    names = sorted(truth)
+    px = np.stack([D.resize_u8(Image.open(os.path.join(frames, n)), cap.size) for n in names])
+    assert cap.caption_u8(px) == [truth[n] for n in names]
+    # attribute heads on the same frames: probabilities, and the domain head agrees with the truth
+    enc = ort.InferenceSession(os.path.join(DEMO, "encoder_model.onnx"))
+    h = enc.run(None, {"pixel_values": D.normalize(torch.from_numpy(px)).numpy()})[0]
+    probs = s.run(None, {"last_hidden_state": h})
+    np.testing.assert_allclose(probs[0].sum(-1), 1.0, atol=1e-5)
+    doms = [meta["attributes"][0]["classes"][i] for i in probs[0].argmax(-1)]
+    assert doms == [n.split("_")[0] for n in names]
