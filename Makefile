@@ -13,7 +13,7 @@ PY := $(STATE)/venv/bin/python
 CKPT ?=
 FUZZTIME ?= 10s
 
-.PHONY: all deps deps-go deps-py build test test-go test-py test-e2e fuzz vet demo model export golden bench soak clean
+.PHONY: all deps deps-go deps-py build test test-go test-py test-soak fuzz vet demo model export golden bench soak clean
 
 all: build
 
@@ -37,7 +37,7 @@ vet:
 
 ## test: everything CI runs: Go unit and integration tests against the real Kafka,
 ## RTSP server and ONNX models, the Python training tests, and short fuzz runs.
-test: build deps-py vet test-go test-py fuzz
+test: build deps-py vet test-go test-py fuzz test-soak
 
 test-go:
 	go test -count=1 -timeout 20m ./...
@@ -47,6 +47,10 @@ test-py:
 
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
+
+## test-soak: the 2-minute soak (make soak runs 30 minutes)
+test-soak: build
+	scripts/soak.sh 2m 10s
 
 ## demo: start a local Kafka, caption four synthetic cameras, print captions read back from Kafka
 demo: build
@@ -69,7 +73,7 @@ bench: build deps-py
 	scripts/bench.sh
 
 soak: build
-	scripts/soak.sh 30m
+	scripts/soak.sh 30m 60s
 
 clean:
 	rm -rf bin
