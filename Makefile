@@ -13,7 +13,7 @@ PY := $(STATE)/venv/bin/python
 CKPT ?=
 FUZZTIME ?= 10s
 
-.PHONY: all deps deps-go deps-py build test test-go test-py test-soak fuzz vet demo model export golden bench soak clean
+.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-demo fuzz vet demo model export golden bench soak clean
 
 all: build
 
@@ -37,7 +37,7 @@ vet:
 
 ## test: everything CI runs: Go unit and integration tests against the real Kafka,
 ## RTSP server and ONNX models, the Python training tests, and short fuzz runs.
-test: build deps-py vet test-go test-py fuzz test-soak
+test: build deps-py vet test-go test-py fuzz test-soak test-demo
 
 test-go:
 	go test -count=1 -timeout 20m ./...
@@ -51,6 +51,11 @@ fuzz:
 ## test-soak: the 2-minute soak (make soak runs 30 minutes)
 test-soak: build
 	scripts/soak.sh 2m 10s
+
+## test-demo: make demo, shortened, must print captions of all four cameras
+test-demo: build
+	DEMO_SECONDS=10 scripts/demo.sh | tee $(STATE)/demo-test.out
+	@for cam in road-1 road-2 lot-1 lot-2; do grep -q " $$cam  pts=" $(STATE)/demo-test.out || { echo "test-demo: no caption from $$cam"; exit 1; }; done
 
 ## demo: start a local Kafka, caption four synthetic cameras, print captions read back from Kafka
 demo: build
