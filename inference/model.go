@@ -128,7 +128,7 @@ func fileError(dir, file string, format string, args ...any) error {
 func Load(dir string, opts Options) (*Model, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", dir, unwrapPathErr(err))
+		return nil, fmt.Errorf("model %s: %w; pass a folder exported by optimum with task image-to-text-with-past (e.g. models/demo)", dir, unwrapPathErr(err))
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("model %s: not a directory; pass a model folder", dir)

@@ -54,10 +54,24 @@ func (d Damage) String() string {
 // FileSource replays a recorded video file through OpenCV's FFmpeg backend.
 //
 // PTS comes from the container (CAP_PROP_POS_MSEC, rounded to the
-// microsecond), or from the frame index and rate where the container has
-// none. A damaged stretch in the middle is skipped: decodable frames keep
-// coming and the damage is logged once per stretch with its frame position
-// (see Damages). At the end of the file Next returns ErrEndOfInput.
+// microsecond) wherever that value is sane: later than the previous frame's
+// and at most a second past the stream's last frame. A frame the decoder
+// held back across damage (its container PTS is at or before the previous
+// frame's) is dropped. Otherwise (no container time, as when the decoder
+// flushes at the end, or timestamps that restart) the PTS is the previous one
+// plus one frame interval, and a frame whose PTS would then lie past the
+// last frame of the stream (frame count and rate) is dropped rather than
+// given an invented time. PTS is therefore strictly increasing and the same
+// on every replay.
+//
+// A damaged stretch in the middle is skipped: decodable frames keep coming.
+// Damage is a run of failed reads, or a PTS jump of more than 1.5 frame
+// intervals between consecutive frames (frames the decoder silently
+// dropped, or frames it still had buffered when the failed reads began).
+// Each stretch is logged once, with its frame position and an estimate of
+// the frames lost, when it is over: after max(16, fps) good frames in a row
+// without a failed read or a jump, or at the end of the file (see Damages).
+// At the end of the file Next returns ErrEndOfInput.
 //
 // Next and Close may be called from different goroutines: Close waits for a
 // read in flight, so the capture is never closed under a read.
@@ -73,9 +87,7 @@ type FileSource struct {
 	eof      bool
 	fps      float64
 	count    int64
-	seq      int64
-	lastPTS  time.Duration
-	fails    int
+	tl       timeline
 	wallZero time.Time
 	ptsZero  time.Duration
 	damages  []Damage
@@ -121,7 +133,7 @@ func OpenFile(ctx context.Context, path string, opt FileOptions) (*FileSource, e
 	if n := c.Get(gocv.VideoCaptureFrameCount); n > 0 && n < 1e9 {
 		s.count = int64(n)
 	}
-	s.lastPTS = -1
+	s.tl = newTimeline(s.fps, s.count)
 	return s, nil
 }
 
@@ -142,7 +154,9 @@ func (s *FileSource) Duration() time.Duration {
 	return time.Duration(float64(s.count) / s.fps * float64(time.Second))
 }
 
-// Damages returns the damaged stretches met so far.
+// Damages returns the damaged stretches reported so far. A stretch is
+// reported once it is over (see FileSource), so the list is complete once
+// Next has returned ErrEndOfInput.
 func (s *FileSource) Damages() []Damage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -183,44 +197,31 @@ func (s *FileSource) read(ctx context.Context) (Frame, error) {
 		mat := gocv.NewMat()
 		if !s.cap.Read(&mat) || mat.Empty() {
 			_ = mat.Close()
-			s.fails++
-			if s.fails > s.failBudget() {
+			s.tl.fail()
+			if s.tl.fails > s.failBudget() {
 				s.finish()
 				return Frame{}, ErrEndOfInput
 			}
 			continue
 		}
-		pts := s.pts()
-		if s.fails > 0 {
-			s.damaged(pts)
+		msec := s.cap.Get(gocv.VideoCapturePosMsec)
+		pts, why := s.tl.place(msec)
+		if why != "" {
+			_ = mat.Close()
+			s.log.Debug().Str("path", s.path).Float64("pos_msec", msec).Dur("last_pts", s.tl.last).
+				Msg("dropped a decoded frame: " + why)
+			continue
 		}
-		s.fails = 0
-		s.lastPTS = pts
-		seq := s.seq
-		s.seq++
+		for _, d := range s.tl.frame(pts) {
+			s.report(d)
+		}
+		seq := s.tl.seq - 1
 		if pts < s.opt.StartAt {
 			_ = mat.Close()
 			continue
 		}
 		return Frame{SourceID: s.id, Seq: seq, PTS: pts, CaptureTime: time.Now(), Image: mat}, nil
 	}
-}
-
-// pts reads the frame's PTS, falling back to index/rate when the container
-// gives none or goes backwards.
-func (s *FileSource) pts() time.Duration {
-	p, ok := msecToPTS(s.cap.Get(gocv.VideoCapturePosMsec))
-	if ok && p > s.lastPTS {
-		return p
-	}
-	step := time.Millisecond
-	if s.fps > 0 {
-		step = time.Duration(float64(time.Second) / s.fps)
-	}
-	if s.lastPTS < 0 {
-		return 0
-	}
-	return s.lastPTS + step
 }
 
 // failBudget is how many failed reads in a row mean the end of the file. At
@@ -233,8 +234,8 @@ func (s *FileSource) failBudget() int {
 		return 4096
 	}
 	done := int64(0)
-	if s.lastPTS >= 0 {
-		done = s.frameIndex(s.lastPTS) + 1
+	if s.tl.last >= 0 {
+		done = s.tl.index(s.tl.last) + 1
 	}
 	left := s.count - done
 	if left < 0 {
@@ -243,45 +244,214 @@ func (s *FileSource) failBudget() int {
 	return int(min(left, 100000)) + slack
 }
 
-func (s *FileSource) frameIndex(pts time.Duration) int64 {
-	if s.fps == 0 {
-		return s.seq - 1
-	}
-	return int64(pts.Seconds()*s.fps + 0.5)
-}
-
-// damaged records a stretch of failed reads that ended with a good frame at pts.
-func (s *FileSource) damaged(pts time.Duration) {
-	d := Damage{AfterFrame: -1, AfterPTS: s.lastPTS, ResumePTS: pts}
-	if s.lastPTS >= 0 {
-		d.AfterFrame = s.frameIndex(s.lastPTS)
-	}
-	d.LostFrames = int64(s.fails) // without a frame rate: one packet per failed read at least
-	if s.fps > 0 {
-		d.LostFrames = max(s.frameIndex(pts)-d.AfterFrame-1, 0)
-	}
+// report records and logs one damaged stretch.
+func (s *FileSource) report(d Damage) {
 	s.damages = append(s.damages, d)
-	s.log.Warn().Str("path", s.path).Int64("after_frame", d.AfterFrame).Dur("after_pts", d.AfterPTS).
-		Dur("resume_pts", pts).Int64("lost_frames", d.LostFrames).Msg("damaged video: " + d.String())
+	ev := s.log.Warn().Str("path", s.path).Int64("after_frame", d.AfterFrame).Dur("after_pts", d.AfterPTS)
+	if d.ResumePTS >= 0 {
+		ev = ev.Dur("resume_pts", d.ResumePTS)
+	} else if s.count > 0 {
+		ev = ev.Int64("frame_count", s.count)
+	}
+	ev.Int64("lost_frames", d.LostFrames).Msg("damaged video: " + d.String())
 }
 
-// finish marks the end of the file and reports a tail that ended early.
+// finish marks the end of the file and reports a stretch still open and a
+// tail that ended early.
 func (s *FileSource) finish() {
 	s.eof = true
-	if s.count == 0 || s.fps == 0 {
-		return
+	for _, d := range s.tl.end() {
+		s.report(d)
+	}
+}
+
+// timeline places decoded frames in time and finds damaged stretches. It
+// knows nothing of OpenCV: FileSource feeds it failed reads (fail) and the
+// container position of each decoded frame (place, then frame), so that it
+// is tested with the exact sequences a damaged file produces.
+type timeline struct {
+	fps   float64
+	count int64         // frames in the stream, 0 if unknown
+	step  time.Duration // one frame interval, 0 if fps is unknown
+	last  time.Duration // PTS of the last placed frame, -1 before the first
+	seq   int64         // frames placed so far
+	fails int           // failed reads since the last placed frame
+	open  *stretch      // the damaged stretch not yet reported, if any
+}
+
+// stretch is a damaged stretch being followed until it is over.
+type stretch struct {
+	d      Damage
+	gap    bool          // a PTS jump was seen: d.AfterPTS, ResumePTS and LostFrames come from it
+	fails  int           // failed reads in the stretch
+	resume time.Duration // first frame placed after the failed reads, -1 if none yet
+	quiet  int           // good frames in a row since the stretch last grew
+}
+
+// jumpFactor: consecutive frames further apart than this many frame
+// intervals mean frames are missing.
+const jumpFactor = 1.5
+
+// streamSlack is how far past the last frame implied by the frame count a
+// PTS read from the container is still believed (counts are rounded or
+// estimated from the duration by some containers).
+const streamSlack = time.Second
+
+func newTimeline(fps float64, count int64) timeline {
+	t := timeline{fps: fps, count: count, last: -1}
+	if fps > 0 {
+		t.step = time.Duration(float64(time.Second) / fps)
+	}
+	return t
+}
+
+// index is the frame index of pts: pts x rate, or without a rate the count
+// of frames placed before the last one.
+func (t *timeline) index(pts time.Duration) int64 {
+	if t.fps == 0 {
+		return t.seq - 1
+	}
+	return int64(pts.Seconds()*t.fps + 0.5)
+}
+
+// lastFrame is the PTS of the stream's last frame by count and rate, -1 if
+// unknown.
+func (t *timeline) lastFrame() time.Duration {
+	if t.count == 0 || t.fps == 0 {
+		return -1
+	}
+	return time.Duration(float64(t.count-1) / t.fps * float64(time.Second))
+}
+
+// settle is how many good frames in a row end a damaged stretch: more than
+// an H.264 decoder can hold back (16), and at least a second of video.
+func (t *timeline) settle() int {
+	if t.step == 0 {
+		return 0 // no rate: no jump detection, a stretch ends at its first good frame
+	}
+	return max(16, int(t.fps+0.5))
+}
+
+// fail notes a failed read.
+func (t *timeline) fail() {
+	t.fails++
+	if t.open == nil {
+		t.open = &stretch{d: Damage{AfterFrame: -1, AfterPTS: t.last, ResumePTS: -1}, resume: -1}
+		if t.last >= 0 {
+			t.open.d.AfterFrame = t.index(t.last)
+		}
+	}
+	t.open.fails++
+	t.open.quiet = 0
+}
+
+// place returns the PTS of a decoded frame whose container position is msec
+// (CAP_PROP_POS_MSEC), or a reason to drop the frame:
+//   - a sane container PTS (later than the last frame's, at most a second
+//     past the stream's last frame) is used as is;
+//   - the first frame without one is at 0;
+//   - a container PTS at or before the last frame's while a damaged stretch
+//     is open or within 16 frames of it is a frame the decoder held back
+//     past frames that came later: it cannot be placed in order and is
+//     dropped (its time is never invented);
+//   - otherwise (no container PTS, as when the decoder flushes at the end,
+//     or timestamps that restart) the frame is one interval after the last,
+//     unless that lies past the stream's last frame: then it is dropped.
+func (t *timeline) place(msec float64) (time.Duration, string) {
+	end := t.lastFrame()
+	p, ok := msecToPTS(msec)
+	if ok && p > t.last && (end < 0 || p <= end+streamSlack) {
+		return p, ""
+	}
+	if t.last < 0 {
+		return 0, ""
+	}
+	step := t.step
+	if step == 0 {
+		step = time.Millisecond
+	}
+	if ok && p > 0 && p <= t.last && (t.open != nil || t.last-p <= 16*step) {
+		return 0, "container pts at or before the last frame's (a frame held back across damage)"
+	}
+	if next := t.last + step; end < 0 || next <= end+step/2 {
+		return next, ""
+	}
+	return 0, "no container pts, and one interval after the last frame lies past the stream's last frame"
+}
+
+// frame notes a decoded frame placed at pts (from place) and returns the
+// damaged stretches that are now over.
+func (t *timeline) frame(pts time.Duration) []Damage {
+	var done []Damage
+	jump := t.step > 0 && t.last >= 0 && float64(pts-t.last) > jumpFactor*float64(t.step)
+	if jump {
+		lost := max(t.index(pts)-t.index(t.last)-1, 1)
+		switch {
+		case t.open == nil:
+			t.open = &stretch{resume: -1}
+			fallthrough
+		case !t.open.gap:
+			t.open.gap = true
+			t.open.d = Damage{AfterFrame: t.index(t.last), AfterPTS: t.last, ResumePTS: pts, LostFrames: lost}
+		default:
+			// A further gap while the stretch settles (frames that referred to
+			// the lost ones): the same stretch.
+			t.open.d.LostFrames += lost
+		}
+		t.open.quiet = 0
+	} else if t.open != nil {
+		if t.open.resume < 0 {
+			t.open.resume = pts
+		}
+		t.open.quiet++
+	}
+	t.fails = 0
+	t.last = pts
+	t.seq++
+	if t.open != nil && t.open.quiet >= t.settle() {
+		done = append(done, t.close())
+	}
+	return done
+}
+
+// close ends the open stretch and returns it.
+func (t *timeline) close() Damage {
+	o := t.open
+	t.open = nil
+	d := o.d
+	if !o.gap {
+		// Failed reads but no PTS jump: with a rate, the frames between the
+		// last good one and the resume (some at the start of the file);
+		// without, one packet per failed read at least.
+		d.ResumePTS = o.resume
+		d.LostFrames = int64(o.fails)
+		if t.step > 0 {
+			d.LostFrames = max(t.index(o.resume)-d.AfterFrame-1, 0)
+		}
+	}
+	return d
+}
+
+// end is called at the end of the file; it returns the stretch still open,
+// if decoding resumed after it, and a tail that ended early (more than two
+// frames short of the container's count, which containers round).
+func (t *timeline) end() []Damage {
+	var done []Damage
+	if t.open != nil && (t.open.gap || t.open.resume >= 0) {
+		done = append(done, t.close())
+	}
+	t.open = nil
+	if t.count == 0 || t.fps == 0 {
+		return done
 	}
 	last := int64(-1)
-	if s.lastPTS >= 0 {
-		last = s.frameIndex(s.lastPTS)
+	if t.last >= 0 {
+		last = t.index(t.last)
 	}
-	// Containers round their frame count; two frames of slack.
-	if missing := s.count - 1 - last; missing > 2 {
-		d := Damage{AfterFrame: last, AfterPTS: max(s.lastPTS, 0), ResumePTS: -1, LostFrames: missing}
-		s.damages = append(s.damages, d)
-		s.log.Warn().Str("path", s.path).Int64("after_frame", last).Dur("after_pts", d.AfterPTS).
-			Int64("lost_frames", missing).Int64("frame_count", s.count).Msg("damaged video: " + d.String())
+	if missing := t.count - 1 - last; missing > 2 {
+		done = append(done, Damage{AfterFrame: last, AfterPTS: max(t.last, 0), ResumePTS: -1, LostFrames: missing})
 	}
+	return done
 }
 
 // Close releases the capture, waiting for a read in flight. It is safe to

@@ -5,6 +5,7 @@
 #   3. export with optimum (image-to-text-with-past) + attributes_model.onnx into $OUT (default models/demo)
 #   4. evaluate: held-out dataset at 1280x720 H.264 + two 60 s 1280x720 clips sampled at 1 fps,
 #      scored with `lookout scenes score`
+#   5. when OUT is models/demo: regenerate the golden outputs (scripts/golden.sh)
 # Env: OUT (models/demo), RUN (.state/runs/demo), DATA (.state/data/demo), N (training images, 16000),
 #      STEPS (training steps), LOOKOUT (bin/lookout), THREADS (2).
 set -euo pipefail
@@ -47,4 +48,7 @@ for spec in driving:9001 surveillance:9002; do
   "$LOOKOUT" scenes score --truth "${clip%.mp4}.truth.jsonl" --captions "$RUN/captions-$d-$s.jsonl" | tail -1 | tee "$RUN/score-$d-$s.txt"
 done
 du -sh "$OUT"
+if [[ "$OUT" == models/demo ]]; then
+  LOOKOUT_DEMO_CKPT="$RUN/ckpt" scripts/golden.sh   # keep testdata/golden/demo.json in step with the new model
+fi
 echo "make model: done in $(( ($(date +%s) - t0) / 60 )) min"

@@ -448,6 +448,15 @@ func (s *SpoolingSink) Flush(ctx context.Context) error {
 // sink. Records still spooled stay on disk and are sent by the next
 // SpoolingSink opened on the same directory.
 func (s *SpoolingSink) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	defer cancel()
+	return s.CloseContext(ctx)
+}
+
+// CloseContext is Close with the time for emptying the spool bounded by ctx
+// instead of CloseTimeout: a cancelled ctx closes at once (on a second
+// interrupt); what is unsent stays on disk for the next start.
+func (s *SpoolingSink) CloseContext(ctx context.Context) error {
 	s.writeMu.Lock()
 	if s.closed {
 		s.writeMu.Unlock()
@@ -455,12 +464,10 @@ func (s *SpoolingSink) Close() error {
 	}
 	s.closed = true
 	s.writeMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
 	if err := s.Flush(ctx); err != nil {
 		s.log.Warn().Int("records", s.spool.Len()).Str("dir", s.cfg.Spool.Dir).
 			Msg("closing with records still spooled; they are sent on the next start")
 	}
-	cancel()
 	s.stop()
 	<-s.done
 	return errors.Join(s.spool.Close(), s.k.Close())

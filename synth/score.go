@@ -213,7 +213,7 @@ func ReadCaptions(r io.Reader, name string) ([]CaptionLine, error) {
 func ReadTruthFile(path string) ([]TruthLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("truth file: %w", err)
+		return nil, fmt.Errorf("truth file: %w; pass the X.truth.jsonl written by `lookout scenes video`", err)
 	}
 	defer f.Close()
 	return ReadTruth(f, path)
@@ -223,7 +223,7 @@ func ReadTruthFile(path string) ([]TruthLine, error) {
 func ReadCaptionsFile(path string) ([]CaptionLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("captions file: %w", err)
+		return nil, fmt.Errorf("captions file: %w; pass the JSONL written by `lookout caption --out`", err)
 	}
 	defer f.Close()
 	return ReadCaptions(f, path)

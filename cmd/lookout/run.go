@@ -93,6 +93,7 @@ func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStar
 					svc.pipe.Stop()
 				default:
 					log.Warn().Msg("second signal: exiting at once")
+					svc.killed.Store(true)
 					svc.pipe.Kill()
 				}
 			}

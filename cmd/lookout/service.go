@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,8 @@ type service struct {
 
 	mu      sync.Mutex
 	sources map[string]config.Source
+	// killed is set by a second signal: Close does not wait for the broker.
+	killed atomic.Bool
 	// live maps source id -> bool for the spool's full policy; a sync.Map
 	// because sinks consult it while s.mu may be held by a reload.
 	live sync.Map
@@ -303,7 +306,8 @@ func (s *service) desired(src config.Source) (pipeline.Desired, error) {
 		}
 	}
 	s.live.Store(src.ID, loc.Kind.Live())
-	log := s.log.With().Str("component", "ingest").Str("source", src.ID).Logger()
+	// ingest adds the "source" field itself.
+	log := s.log.With().Str("component", "ingest").Logger()
 	open := func(ctx context.Context) (ingest.Source, error) {
 		spec := ingest.SourceSpec{ID: src.ID, URI: src.URI, Realtime: src.Realtime, Logger: log}
 		sc := ingest.SampleConfig{Every: src.Every, FPS: src.FPS}
@@ -396,8 +400,16 @@ func (s *service) Ready() (string, error) {
 	return detail, nil
 }
 
-// Close releases sinks and the model; call after Run returned.
+// Close releases sinks and the model; call after Run returned. After a
+// kill (second signal) the spool is closed at once: its records are on disk.
 func (s *service) Close() {
+	if s.killed.Load() && s.spool != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := s.spool.CloseContext(ctx); err != nil {
+			s.log.Error().Err(err).Msg("closing spool")
+		}
+	}
 	for _, k := range s.sinks {
 		if err := k.Close(); err != nil {
 			s.log.Error().Err(err).Msg("closing sink")
