@@ -68,7 +68,7 @@ model: build deps-py
 ## export: export a local VisionEncoderDecoder checkpoint: make export CKPT=path [OUT=dir]
 export: deps-py
 	@test -n "$(CKPT)" || { echo "usage: make export CKPT=path/to/checkpoint [OUT=dir]"; exit 2; }
-	$(PY) -m lookout_train export --ckpt "$(CKPT)" --out "$(or $(OUT),$(STATE)/export)"
+	PYTHONPATH=training $(PY) -m lookout_train export --ckpt "$(CKPT)" --out "$(or $(OUT),$(STATE)/export)"
 
 ## golden: regenerate the golden outputs the Go engine is tested against
 golden: build deps-py
