@@ -60,10 +60,9 @@ func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStar
 		return err
 	}
 	defer svc.Close()
-	for _, src := range cfg.Sources {
-		if err := svc.AddSource(src); err != nil {
-			return usageError{err}
-		}
+	// Through Reconcile, so that a SIGHUP later restarts only changed sources.
+	if _, _, _, err := svc.Reconcile(cfg.Sources); err != nil {
+		return usageError{err}
 	}
 	if cfg.HTTP.Listen != "" {
 		ops, err := startOpsServer(cfg.HTTP.Listen, cfg.HTTP.Token, svc.reg, svc.Ready, svc, log.With().Str("component", "http").Logger())
