@@ -294,8 +294,9 @@ func e2eStopKafka(t *testing.T) {
 	t.Logf("Kafka stopped in %.1fs", time.Since(start).Seconds())
 }
 
-// e2eCreateTopic makes a one-partition topic (the service does not create
-// topics) and waits until it has a leader.
+// e2eCreateTopic makes a one-partition topic up front (so that a test reads
+// from a known single partition) and waits until it has a leader; lookout itself
+// creates missing topics with the broker's defaults.
 func e2eCreateTopic(t *testing.T, addr, topic string) {
 	t.Helper()
 	conn, err := kafka.Dial("tcp", addr)
