@@ -373,7 +373,9 @@ func (t *timeline) place(msec float64) (time.Duration, string) {
 	if ok && p > 0 && p <= t.last && (t.open != nil || t.last-p <= 16*step) {
 		return 0, "container pts at or before the last frame's (a frame held back across damage)"
 	}
-	if next := t.last + step; end < 0 || next <= end+step/2 {
+	// Half an interval of tolerance for rounding, but never more than a
+	// container PTS is allowed past the end (streamSlack).
+	if next := t.last + step; end < 0 || next <= end+min(step/2, streamSlack) {
 		return next, ""
 	}
 	return 0, "no container pts, and one interval after the last frame lies past the stream's last frame"
