@@ -257,11 +257,34 @@ sinks:
 
 	got := e2eReadTopic(t, addr, topic)
 	want := e2eReadJSONL(t, ref)
+	lost, dups, distinct := e2eCompareDelivery(t, got, want)
+	t.Logf("produced %d records, Kafka holds %d messages, %d distinct; lost %d; duplicates %d", len(want), len(got), distinct, lost, dups)
+	if lost > 0 {
+		t.Errorf("%d records lost", lost)
+	}
+	if distinct != len(want) {
+		t.Errorf("Kafka has %d distinct records, the reference sink %d", distinct, len(want))
+	}
+	var replayPTS []int64
+	for _, r := range got {
+		if r.Rec.SourceID == "replay" && r.Rec.Kind == sink.KindCaption {
+			replayPTS = append(replayPTS, r.Rec.PTSMillis)
+		}
+	}
+	e2eExpectEachSecond(t, "replay in Kafka", replayPTS, 40)
+}
+
+// e2eCompareDelivery compares what Kafka holds (got, in partition order)
+// with what lookout produced (want, its reference JSONL sink): it reports the
+// first records missing from Kafka and any break of per-source pts order
+// (first occurrences), and returns the counts of lost records, duplicates
+// and distinct records in Kafka.
+func e2eCompareDelivery(t *testing.T, got []e2eKafkaRecord, want []e2eJsonlRecord) (lost, dups, distinct int) {
+	t.Helper()
 	inKafka := map[string]int{}
 	for _, r := range got {
 		inKafka[r.Rec.ID]++
 	}
-	lost := 0
 	for _, r := range want {
 		if inKafka[r.Rec.ID] == 0 {
 			lost++
@@ -270,18 +293,9 @@ sinks:
 			}
 		}
 	}
-	dups := 0
 	for _, n := range inKafka {
 		dups += n - 1
 	}
-	t.Logf("produced %d records, Kafka holds %d messages, %d distinct; lost %d; duplicates %d", len(want), len(got), len(inKafka), lost, dups)
-	if lost > 0 {
-		t.Errorf("%d records lost", lost)
-	}
-	if len(inKafka) != len(want) {
-		t.Errorf("Kafka has %d distinct records, the reference sink %d", len(inKafka), len(want))
-	}
-	// Per-source order: first occurrences in partition order.
 	seen := map[string]bool{}
 	last := map[string]int64{}
 	for _, r := range got {
@@ -294,13 +308,7 @@ sinks:
 		}
 		last[r.Rec.SourceID] = r.Rec.PTSMillis
 	}
-	var replayPTS []int64
-	for _, r := range got {
-		if r.Rec.SourceID == "replay" && r.Rec.Kind == sink.KindCaption {
-			replayPTS = append(replayPTS, r.Rec.PTSMillis)
-		}
-	}
-	e2eExpectEachSecond(t, "replay in Kafka", replayPTS, 40)
+	return lost, dups, len(inKafka)
 }
 
 // e2eExpectEachSecond checks that pts, after dropping duplicates, is exactly

@@ -90,32 +90,11 @@ sinks:
 		t.Fatalf("exit %d after SIGINT; stderr:\n%s", code, e2eTail(p.stderr.String(), 30))
 	}
 	got := e2eReadTopic(t, addr, topic)
-	inKafka := map[string]int{}
-	for _, r := range got {
-		inKafka[r.Rec.ID]++
-	}
 	want := e2eReadJSONL(t, ref)
-	lost := 0
-	for _, r := range want {
-		if inKafka[r.Rec.ID] == 0 {
-			lost++
-		}
-	}
-	last := map[string]int64{}
-	seen := map[string]bool{}
-	for _, r := range got {
-		if seen[r.Rec.ID] {
-			continue
-		}
-		seen[r.Rec.ID] = true
-		if prev, ok := last[r.Rec.SourceID]; ok && r.Rec.PTSMillis <= prev {
-			t.Errorf("%s: pts %d after %d: per-source order broken", r.Rec.SourceID, r.Rec.PTSMillis, prev)
-		}
-		last[r.Rec.SourceID] = r.Rec.PTSMillis
-	}
+	lost, dups, distinct := e2eCompareDelivery(t, got, want)
 	dropped := e2eMetricSum(m, "lookout_source_frames_dropped_total") + e2eMetricSum(m, "lookout_source_frames_stale_total")
-	t.Logf("produced %d, in Kafka %d (%d distinct), lost %d, live frames dropped or stale (counted) %g",
-		len(want), len(got), len(inKafka), lost, dropped)
+	t.Logf("produced %d, in Kafka %d (%d distinct), lost %d, duplicates %d, live frames dropped or stale (counted) %g",
+		len(want), len(got), distinct, lost, dups, dropped)
 	if lost > 0 {
 		t.Errorf("%d records lost while the broker was slow", lost)
 	}
