@@ -89,6 +89,7 @@ type resampleCoeffs struct {
 	ksize  int
 	bounds []int32 // per output pixel: first input index, count
 	kk     []int32 // ksize weights per output pixel
+	nonNeg bool    // every weight >= 0 (box, bilinear): lets two channels share one 64-bit sum
 }
 
 // precomputeCoeffs mirrors Pillow's precompute_coeffs + normalize_coeffs_8bpc so that
@@ -139,6 +140,12 @@ func precomputeCoeffs(inSize, outSize int, f pilFilter) resampleCoeffs {
 			}
 		}
 		c.bounds[2*xx], c.bounds[2*xx+1] = int32(xmin), int32(xmax)
+	}
+	c.nonNeg = true
+	for _, k := range c.kk {
+		if k < 0 {
+			c.nonNeg = false
+		}
 	}
 	return c
 }
@@ -357,13 +364,33 @@ func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1,
 			xmin, xmax := int(p.horiz.bounds[2*xx]), int(p.horiz.bounds[2*xx+1])
 			k := p.horiz.kk[xx*ks : xx*ks+xmax]
 			var s0, s1, s2 int32 = 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1)
-			if channels >= 3 {
-				px := row[xmin*channels : (xmin+len(k))*channels]
+			if channels == 3 && p.horiz.nonNeg {
+				// Two channels per 64-bit multiply: with non-negative weights each 32-bit lane's sum
+				// stays below 255 * 2^22 + 2^21 < 2^32, so the lanes never carry into each other and
+				// the result is the same integer as three separate sums.
+				px := row[xmin*3 : (xmin+len(k))*3]
+				br := uint64(1)<<(pilPrecisionBits-1) | uint64(1)<<(pilPrecisionBits-1+32)
 				for x, kv := range k {
-					o := x * channels
-					s0 += int32(px[o+2]) * kv
-					s1 += int32(px[o+1]) * kv
-					s2 += int32(px[o]) * kv
+					c := px[3*x : 3*x+3 : 3*x+3]
+					br += (uint64(c[0]) | uint64(c[2])<<32) * uint64(kv)
+					s1 += int32(c[1]) * kv
+				}
+				s0, s2 = int32(br>>32), int32(uint32(br))
+			} else if channels == 3 {
+				px := row[xmin*3 : (xmin+len(k))*3]
+				for x, kv := range k {
+					c := px[3*x : 3*x+3 : 3*x+3] // one bounds check per tap
+					s0 += int32(c[2]) * kv
+					s1 += int32(c[1]) * kv
+					s2 += int32(c[0]) * kv
+				}
+			} else if channels == 4 {
+				px := row[xmin*4 : (xmin+len(k))*4]
+				for x, kv := range k {
+					c := px[4*x : 4*x+3 : 4*x+3]
+					s0 += int32(c[2]) * kv
+					s1 += int32(c[1]) * kv
+					s2 += int32(c[0]) * kv
 				}
 			} else {
 				for x, kv := range k {

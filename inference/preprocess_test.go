@@ -10,12 +10,8 @@ import (
 // TestPreprocessRowSplit checks that splitting a big image's rows over goroutines
 // gives exactly the single-threaded (Pillow-exact) result, for every filter.
 func TestPreprocessRowSplit(t *testing.T) {
-	r := rand.New(rand.NewSource(3))
 	h, w := 720, 1280
-	src := make([]uint8, h*w*4)
-	for i := range src {
-		src[i] = uint8(r.Intn(256))
-	}
+	src := randomBytes(3, h*w*4)
 	for filter := range pilFilters {
 		for _, ch := range []int{3, 4} {
 			for _, size := range [][2]int{{32, 32}, {224, 224}, {64, 96}, {900, 1500}} {
@@ -89,4 +85,53 @@ func TestPreprocessPILReference(t *testing.T) {
 			t.Errorf("%s: differs from Pillow (mean abs diff %.3g, max %.3g)", c.name, mad, maxd)
 		}
 	}
+}
+
+// TestPreprocessTwoLaneSums checks the two-channels-per-multiply horizontal pass (non-negative
+// kernels) against the plain per-channel sums, on random and on saturated (all 255) frames where
+// the 32-bit lanes come closest to carrying into each other.
+func TestPreprocessTwoLaneSums(t *testing.T) {
+	h, w := 360, 1280
+	noise := randomBytes(5, h*w*3)
+	white := make([]uint8, h*w*3)
+	for i := range white {
+		white[i] = 255
+	}
+	for _, filter := range []int{resampleBilinear, resampleBox} {
+		for _, size := range [][2]int{{64, 64}, {7, 5}, {224, 224}} {
+			cfg := &PreprocessConfig{Height: size[0], Width: size[1], Filter: filter, Rescale: 1.0 / 255, Resize: true}
+			for name, src := range map[string][]uint8{"noise": noise, "white": white} {
+				fast := newPreprocessor(cfg)
+				fast.setInput(h, w)
+				if !fast.horiz.nonNeg {
+					t.Fatalf("filter %d: weights not flagged non-negative", filter)
+				}
+				plain := newPreprocessor(cfg)
+				plain.setInput(h, w)
+				plain.horiz.nonNeg = false
+				a := make([]float32, 3*size[0]*size[1])
+				b := make([]float32, len(a))
+				fast.run(src, h, w, w*3, 3, a, 1)
+				plain.run(src, h, w, w*3, 3, b, 1)
+				for i := range a {
+					if a[i] != b[i] {
+						t.Fatalf("filter %d size %v %s: value %d: two-lane %v, plain %v", filter, size, name, i, a[i], b[i])
+					}
+					if name == "white" && a[i] != 1 {
+						t.Fatalf("filter %d size %v: white frame gives %v at %d, want 1", filter, size, a[i], i)
+					}
+				}
+			}
+		}
+	}
+}
+
+// randomBytes returns n seeded random bytes (test frames).
+func randomBytes(seed int64, n int) []uint8 {
+	r := rand.New(rand.NewSource(seed))
+	b := make([]uint8, n)
+	for i := range b {
+		b[i] = uint8(r.Intn(256))
+	}
+	return b
 }

@@ -6,7 +6,8 @@ Measures, in one run, for each batch size:
   optimum   optimum-onnx ORTModelForVision2Seq.generate (Python + ONNX Runtime), processor + decode included
   pytorch   transformers VisionEncoderDecoderModel.generate (PyTorch), processor + decode included
   raw       the raw compute bound: the sum of ONNX Runtime session.run times alone (encoder + every
-            greedy decoder step through the merged decoder), no pre/post-processing, no search logic
+            greedy decoder step through the folder's decoder: merged, or split decoder_model +
+            decoder_with_past_model), no pre/post-processing, no search logic
 
 Run with the repo venv:  .state/venv/bin/python scripts/bench-python.py --model models/demo \
     --pytorch DIR --images testdata/golden/images/*.png --batch 1,4,16 --seconds 2 --rounds 3 --threads 1
@@ -51,7 +52,8 @@ def bench_optimum(model_dir, images, batches, gen, threads, seconds):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    model = ORTModelForVision2Seq.from_pretrained(model_dir, use_cache=True, use_merged=True,
+    merged = os.path.isfile(os.path.join(model_dir, "decoder_model_merged.onnx"))
+    model = ORTModelForVision2Seq.from_pretrained(model_dir, use_cache=True, use_merged=merged,
                                                   provider="CPUExecutionProvider", session_options=so)
     proc = ViTImageProcessor.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -107,7 +109,9 @@ def bench_raw(model_dir, images, batches, gen, threads, seconds):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     enc = ort.InferenceSession(os.path.join(model_dir, "encoder_model.onnx"), so, providers=["CPUExecutionProvider"])
-    decs = ort.InferenceSession(os.path.join(model_dir, "decoder_model_merged.onnx"), so, providers=["CPUExecutionProvider"])
+    merged = os.path.isfile(os.path.join(model_dir, "decoder_model_merged.onnx"))
+    names = ["decoder_model_merged.onnx"] * 2 if merged else ["decoder_model.onnx", "decoder_with_past_model.onnx"]
+    decs = [ort.InferenceSession(os.path.join(model_dir, n), so, providers=["CPUExecutionProvider"]) for n in names]
     proc = ViTImageProcessor.from_pretrained(model_dir)
     max_len = gen.get("max_length", 20)
     if "max_new_tokens" in gen:
@@ -126,9 +130,13 @@ def bench_raw(model_dir, images, batches, gen, threads, seconds):
                     for i in range(layers) for kv in ("key", "value")}
             alive = np.ones(b, bool)
             for step in range(max_len - 1):
-                feeds = {"input_ids": ids, "encoder_hidden_states": hs, "use_cache_branch": np.array([step > 0]), **past}
+                feeds = {"input_ids": ids, "encoder_hidden_states": hs}
+                if merged:
+                    feeds.update(use_cache_branch=np.array([step > 0]), **past)
+                elif step > 0:
+                    feeds.update(past)
                 t = time.perf_counter()
-                res = decs.run(None, feeds)
+                res = decs[min(step, 1)].run(None, feeds)
                 spent += time.perf_counter() - t
                 nxt = res[0][:, -1].argmax(-1)
                 alive &= nxt != eos

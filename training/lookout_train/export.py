@@ -1,10 +1,17 @@
 """ONNX export of a local checkpoint folder with optimum (task image-to-text-with-past).
 
-Usage: python -m lookout_train.export --ckpt DIR --out OUT
-Writes encoder_model.onnx, decoder_model_merged.onnx, config.json, generation_config.json,
-preprocessor_config.json, tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) and, when the
-checkpoint has attribute heads (attributes.pt + attributes.json), attributes_model.onnx + attributes.json.
-Only the files the Go engine needs are kept: decoder_model.onnx / decoder_with_past_model.onnx are removed.
+Usage: python -m lookout_train.export --ckpt DIR --out OUT [--layout split|merged] [--no-optimize]
+Writes encoder_model.onnx, the decoder, config.json, generation_config.json, preprocessor_config.json,
+tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) and, when the checkpoint has attribute heads
+(attributes.pt + attributes.json), attributes_model.onnx + attributes.json.
+
+The decoder comes in one of optimum's two layouts:
+  split (default): decoder_model.onnx (first step) + decoder_with_past_model.onnx (cached steps)
+  merged:          decoder_model_merged.onnx (both behind an If on use_cache_branch; optimum's own default)
+Both are read by the Go engine. The split files run faster: the merged graph's If node costs about 20% of a
+demo caption at batch 1 (docs/BENCHMARKS.md). By default the graphs are then simplified with ONNX Runtime's
+transformer optimizer (portable level-1 rewrites and fusions: constant folding, SkipLayerNormalization,
+BiasGelu), which leaves inputs, outputs and captions unchanged (first-step logits within 1e-5).
 """
 from __future__ import annotations
 
@@ -15,9 +22,8 @@ import shutil
 import sys
 import tempfile
 
-KEEP = [
+COMMON = [
     "encoder_model.onnx",
-    "decoder_model_merged.onnx",
     "config.json",
     "generation_config.json",
     "preprocessor_config.json",
@@ -25,6 +31,11 @@ KEEP = [
     "tokenizer_config.json",
     "special_tokens_map.json",
 ]
+DECODERS = {
+    "split": ["decoder_model.onnx", "decoder_with_past_model.onnx"],
+    "merged": ["decoder_model_merged.onnx"],
+}
+REQUIRED = ["encoder_model.onnx", "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json"]
 
 
 class CheckpointError(Exception):
@@ -94,9 +105,28 @@ def export_attributes(ckpt: str, out: str) -> bool:
     return True
 
 
-def export(ckpt: str, out: str, opset: int | None = None) -> list[str]:
+def optimize(folder: str, cfg: dict) -> None:
+    """Rewrites the folder's encoder and decoder graphs in place with onnxruntime.transformers' optimizer."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    kinds = {"encoder_model.onnx": ("vit", cfg["encoder"]["num_attention_heads"], cfg["encoder"]["hidden_size"])}
+    dec = cfg["decoder"]
+    for name in DECODERS["split"] + DECODERS["merged"]:
+        kinds[name] = ("gpt2", dec.get("n_head", 0), dec.get("n_embd", 0))
+    for name, (kind, heads, hidden) in kinds.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        # opt_level 1: ONNX Runtime's portable rewrites only, no hardware-specific layouts in the saved file
+        m = optimize_model(path, model_type=kind, num_heads=heads, hidden_size=hidden, opt_level=1)
+        m.save_model_to_file(path)
+
+
+def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split", optimized: bool = True) -> list[str]:
     """Exports ckpt to out (created). Returns the written file names. Raises CheckpointError on a bad folder."""
-    check_checkpoint(ckpt)
+    if layout not in DECODERS:
+        raise CheckpointError(f"layout {layout!r}: want split or merged")
+    cfg = check_checkpoint(ckpt)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
@@ -107,8 +137,16 @@ def export(ckpt: str, out: str, opset: int | None = None) -> list[str]:
 
     with tempfile.TemporaryDirectory(prefix="lookout-export-") as tmp:
         main_export(model_name_or_path=ckpt, output=tmp, task="image-to-text-with-past", device="cpu",
-                    opset=opset, do_validation=False)
-        for name in KEEP:
+                    opset=opset, do_validation=False, no_post_process=(layout == "split"))
+        if optimized:
+            optimize(tmp, cfg)
+        # The other layout's decoder files must not linger: the engine prefers a merged decoder when present.
+        for other, names in DECODERS.items():
+            if other != layout:
+                for name in names:
+                    if os.path.isfile(os.path.join(out, name)):
+                        os.remove(os.path.join(out, name))
+        for name in COMMON + DECODERS[layout]:
             src = os.path.join(tmp, name)
             if os.path.isfile(src):
                 shutil.copyfile(src, os.path.join(out, name))
@@ -117,7 +155,7 @@ def export(ckpt: str, out: str, opset: int | None = None) -> list[str]:
         own = os.path.join(ckpt, "generation_config.json")
         if os.path.isfile(own):
             shutil.copyfile(own, os.path.join(out, "generation_config.json"))
-        missing = [n for n in KEEP[:6] if not os.path.isfile(os.path.join(out, n))]
+        missing = [n for n in REQUIRED + DECODERS[layout] if not os.path.isfile(os.path.join(out, n))]
         if missing:
             raise CheckpointError(f"export of {ckpt}: exporter did not write {missing}; check the checkpoint has a tokenizer and preprocessor_config.json")
     export_attributes(ckpt, out)
@@ -129,9 +167,13 @@ def main(argv=None):
     ap.add_argument("--ckpt", required=True, help="local Hugging Face checkpoint folder (VisionEncoderDecoder ViT+GPT-2)")
     ap.add_argument("--out", required=True, help="output folder (created)")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's choice)")
+    ap.add_argument("--layout", choices=sorted(DECODERS), default="split",
+                    help="decoder files: split (decoder_model + decoder_with_past_model, fastest) or merged (optimum's default)")
+    ap.add_argument("--no-optimize", dest="optimize", action="store_false",
+                    help="keep optimum's graphs as exported (skip ONNX Runtime's transformer optimizer)")
     a = ap.parse_args(argv)
     try:
-        files = export(a.ckpt, a.out, a.opset)
+        files = export(a.ckpt, a.out, a.opset, a.layout, a.optimize)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -103,10 +103,12 @@ def test_demo_bundle_layout_size_and_captions():
     from lookout_train.evaluate import OrtCaptioner
     from lookout_train import data as D
 
-    need = ["encoder_model.onnx", "decoder_model_merged.onnx", "config.json", "generation_config.json",
+    need = ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "config.json", "generation_config.json",
             "preprocessor_config.json", "tokenizer.json", "attributes_model.onnx", "attributes.json", "MODEL.md"]
     for f in need:
         assert os.path.isfile(os.path.join(DEMO, f)), f
+    # shipped in the fast layout (split + ONNX Runtime's fusions); a merged file would take precedence in the engine
+    assert not os.path.exists(os.path.join(DEMO, "decoder_model_merged.onnx"))
     total = sum(os.path.getsize(os.path.join(DEMO, f)) for f in os.listdir(DEMO))
     assert total <= 25 * 1024 * 1024
     meta = json.load(open(os.path.join(DEMO, "attributes.json")))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -104,17 +105,25 @@ def test_probe_heads_do_not_change_encoder_outside_multitask(tiny_dataset):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
-def test_export_round_trip_and_attribute_heads(multitask_run, tmp_path, tiny_val):
+@pytest.mark.parametrize("layout,optimized", [("split", True), ("merged", False)])
+def test_export_round_trip_and_attribute_heads(multitask_run, tmp_path, tiny_val, layout, optimized):
     from optimum.onnxruntime import ORTModelForVision2Seq
     from transformers import VisionEncoderDecoderModel
     from lookout_train.modeling import AttributeHeads
 
     ckpt = os.path.join(multitask_run, "ckpt")
     out = str(tmp_path / "export")
-    files = E.export(ckpt, out)
-    for f in E.KEEP[:6] + ["attributes_model.onnx", "attributes.json"]:
+    os.makedirs(out)
+    stale = "decoder_model_merged.onnx" if layout == "split" else "decoder_model.onnx"
+    open(os.path.join(out, stale), "w").close()  # a previous export's other layout must go
+    files = E.export(ckpt, out, layout=layout, optimized=optimized)
+    for f in E.REQUIRED + E.DECODERS[layout] + ["attributes_model.onnx", "attributes.json"]:
         assert f in files, f
-    assert "decoder_model.onnx" not in files
+    other = E.DECODERS["merged" if layout == "split" else "split"]
+    assert not set(other) & set(files)
+    if optimized:  # ONNX Runtime's fusions are in the saved graph
+        ops = {n.op_type for n in onnx.load(os.path.join(out, "encoder_model.onnx")).graph.node}
+        assert "SkipLayerNormalization" in ops, ops
     ds = D.load(tiny_val, 32)
     x = D.normalize(torch.from_numpy(ds.pixels[:4]))
     pt = VisionEncoderDecoderModel.from_pretrained(ckpt).eval()
