@@ -65,10 +65,10 @@ demo: build
 model: build deps-py
 	scripts/train-demo.sh
 
-## export: export a local VisionEncoderDecoder checkpoint: make export CKPT=path [OUT=dir]
+## export: export a local VisionEncoderDecoder checkpoint: make export CKPT=path [OUT=dir] [EXPORT_FLAGS="--layout merged --no-optimize"]
 export: deps-py
-	@test -n "$(CKPT)" || { echo "usage: make export CKPT=path/to/checkpoint [OUT=dir]"; exit 2; }
-	PYTHONPATH=training $(PY) -m lookout_train export --ckpt "$(CKPT)" --out "$(or $(OUT),$(STATE)/export)"
+	@test -n "$(CKPT)" || { echo "usage: make export CKPT=path/to/checkpoint [OUT=dir] [EXPORT_FLAGS=...]"; exit 2; }
+	PYTHONPATH=training $(PY) -m lookout_train export --ckpt "$(CKPT)" --out "$(or $(OUT),$(STATE)/export)" $(EXPORT_FLAGS)
 
 ## golden: regenerate the golden outputs the Go engine is tested against
 golden: build deps-py
