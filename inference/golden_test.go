@@ -1,10 +1,12 @@
 package inference
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,6 +169,16 @@ func TestGoldenSplitDecoder(t *testing.T) {
 	if err := os.Remove(filepath.Join(d, fileMerged)); err != nil {
 		t.Fatal(err)
 	}
+	tinySplitFiles(t, d)
+	m := loadShared(t, d)
+	if m.merged || m.decoder0 == nil {
+		t.Fatal("split layout not detected")
+	}
+	testGolden(t, "tiny-vit-gpt2", d)
+}
+
+// tinySplitFiles copies the tiny fixture's split decoder files into d.
+func tinySplitFiles(t *testing.T, d string) {
 	for _, f := range []string{fileDecoder, fileDecoderPast} {
 		b, err := os.ReadFile(filepath.Join("testdata", "tiny-split", f))
 		if err != nil {
@@ -176,11 +188,55 @@ func TestGoldenSplitDecoder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := loadShared(t, d)
-	if m.merged || m.decoder0 == nil {
-		t.Fatal("split layout not detected")
+}
+
+// TestDecoderChoice: a folder with both layouts (as optimum's default export leaves it) loads the
+// merged decoder under "auto" and the split pair under "split", with the same captions; asking for
+// a layout the folder lacks is a one-line error naming the file.
+func TestDecoderChoice(t *testing.T) {
+	requireORT(t)
+	both := copyDir(t, tinyDir(t))
+	tinySplitFiles(t, both)
+	g := loadGolden(t, "tiny-vit-gpt2")
+	var captions [2][]string
+	for i, choice := range []string{"auto", "split"} {
+		m, err := Load(both, Options{Decoder: choice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.merged != (choice == "auto") {
+			t.Errorf("decoder %s: merged=%v", choice, m.merged)
+		}
+		for _, im := range g.Images {
+			img := readImage(t, g.path(im.File))
+			res, err := m.Caption(context.Background(), []gocv.Mat{img})
+			img.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			captions[i] = append(captions[i], res[0].Caption)
+		}
+		m.Close()
 	}
-	testGolden(t, "tiny-vit-gpt2", d)
+	if !slices.Equal(captions[0], captions[1]) {
+		t.Errorf("merged captions %q, split %q", captions[0], captions[1])
+	}
+	onlyMerged := copyDir(t, tinyDir(t))
+	onlySplit := copyDir(t, tinyDir(t))
+	tinySplitFiles(t, onlySplit)
+	if err := os.Remove(filepath.Join(onlySplit, fileMerged)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ dir, choice, want string }{
+		{onlyMerged, "split", fileDecoder},
+		{onlySplit, "merged", fileMerged},
+		{onlyMerged, "newest", `decoder "newest" is unknown`},
+	} {
+		_, err := Load(c.dir, Options{Decoder: c.choice})
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("decoder %s: got %v, want one line mentioning %s", c.choice, err, c.want)
+		}
+	}
 }
 
 // TestGoldenDemo runs when the demo model and its golden file exist (the training

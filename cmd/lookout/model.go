@@ -26,6 +26,7 @@ type modelFlags struct {
 	ortLib       string
 	optLevel     string
 	resize       string
+	decoder      string
 	numBeams     int
 	maxNewTokens int
 	asJSON       bool
@@ -39,6 +40,7 @@ func (f *modelFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.ortLib, "ort-lib", "", "ONNX Runtime library (default $LOOKOUT_ORT_LIB or .state/ort/libonnxruntime.so)")
 	fl.StringVar(&f.optLevel, "graph-optimization", "all", "graph optimisation: all, extended, basic or disable")
 	fl.StringVar(&f.resize, "resize", "exact", "preprocessing resize: exact (Pillow bit-exact) or fast (OpenCV)")
+	fl.StringVar(&f.decoder, "decoder", "auto", "decoder files: auto (merged when present), merged or split")
 	fl.IntVar(&f.numBeams, "num-beams", 0, "override num_beams (0: generation_config.json)")
 	fl.IntVar(&f.maxNewTokens, "max-new-tokens", 0, "override max_new_tokens (0: generation_config.json)")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
@@ -52,6 +54,7 @@ func (f *modelFlags) options() (inference.Options, error) {
 		IntraOpThreads:    f.threads,
 		GraphOptimization: f.optLevel,
 		Resize:            f.resize,
+		Decoder:           f.decoder,
 		Logger:            newLogger(os.Stderr, "warn", "auto"),
 	}
 	switch f.provider {
@@ -61,6 +64,11 @@ func (f *modelFlags) options() (inference.Options, error) {
 	}
 	if f.resize != "exact" && f.resize != "fast" {
 		return o, usagef("--resize %q: want exact or fast", f.resize)
+	}
+	switch f.decoder {
+	case "auto", "merged", "split":
+	default:
+		return o, usagef("--decoder %q: want auto, merged or split", f.decoder)
 	}
 	if f.threads < 0 {
 		return o, usagef("--threads %d: want >= 0", f.threads)

@@ -150,6 +150,7 @@ func modelOptions(m config.Model, log zerolog.Logger) inference.Options {
 		AllowCPUFallback:  m.AllowCPUFallback,
 		IntraOpThreads:    m.IntraOpThreads,
 		InterOpThreads:    m.InterOpThreads,
+		Decoder:           m.Decoder,
 		Resize:            m.Resize,
 		GraphOptimization: m.GraphOptimization,
 		Generation:        g,

@@ -66,8 +66,12 @@ type Model struct {
 	// IntraOpThreads and InterOpThreads: 0 lets ONNX Runtime decide.
 	IntraOpThreads int `yaml:"intra_op_threads"`
 	InterOpThreads int `yaml:"inter_op_threads"`
+	// Decoder is auto (merged decoder when the folder has one, else the split
+	// pair), merged or split (faster, twice the decoder weights in memory).
+	// Default "auto".
+	Decoder string `yaml:"decoder"`
 	// Resize is exact (Pillow's resampling bit for bit, as the model was
-	// trained) or fast (OpenCV's, about 2.5 ms less per 720p frame, not
+	// trained) or fast (OpenCV's, about 2.2 ms less per 720p frame per core, not
 	// bit-exact). Default "exact".
 	Resize string `yaml:"resize"`
 	// GraphOptimization is all, extended, basic or disable. Default "all".
@@ -203,7 +207,7 @@ func Default() Config {
 		DataDir:  "lookout-data",
 		Log:      Log{Level: "info", Format: "auto"},
 		HTTP:     HTTP{Listen: "127.0.0.1:9464"},
-		Model:    Model{Dir: "models/demo", Provider: "cpu", Resize: "exact", GraphOptimization: "all"},
+		Model:    Model{Dir: "models/demo", Provider: "cpu", Decoder: "auto", Resize: "exact", GraphOptimization: "all"},
 		Pipeline: Pipeline{MaxBatch: 8, MaxWait: 50 * time.Millisecond, Workers: 1, QueueSize: 4},
 		Sinks: Sinks{Kafka: Kafka{
 			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", Compression: "lz4",
@@ -303,6 +307,11 @@ func (c Config) Validate() error {
 	case "cpu", "cuda", "tensorrt":
 	default:
 		bad("model.provider", "%q is not one of cpu, cuda, tensorrt", c.Model.Provider)
+	}
+	switch c.Model.Decoder {
+	case "auto", "merged", "split":
+	default:
+		bad("model.decoder", "%q is not one of auto, merged, split", c.Model.Decoder)
 	}
 	switch c.Model.Resize {
 	case "exact", "fast":

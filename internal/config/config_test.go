@@ -52,6 +52,7 @@ func TestBadConfigsNameTheField(t *testing.T) {
 		{"pipeline: {workers: -1}\n" + base, "pipeline.workers"},
 		{"model: {provider: tpu}\n" + base, "model.provider"},
 		{"model: {resize: nearest}\n" + base, "model.resize"},
+		{"model: {decoder: newest}\n" + base, "model.decoder"},
 		{"model: {generation: {num_beams: 0}}\n" + base, "model.generation.num_beams"},
 		{"log: {level: loud}\n" + base, "log.level"},
 		{"http: {listen: '0.0.0.0:9464'}\n" + base, "http.token"},
