@@ -11,7 +11,8 @@ The decoder comes in one of optimum's two layouts:
 Both are read by the Go engine. The split files run faster: the merged graph's If node costs about 20% of a
 demo caption at batch 1 (docs/BENCHMARKS.md). By default the graphs are then simplified with ONNX Runtime's
 transformer optimizer (portable level-1 rewrites and fusions: constant folding, SkipLayerNormalization,
-BiasGelu), which leaves inputs, outputs and captions unchanged (first-step logits within 1e-5).
+BiasGelu), which leaves inputs, outputs and captions unchanged (first-step logits within 1e-5). The
+optimiser cannot rewrite a merged graph, so an optimised merged export optimises the split pair, then merges it.
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def optimize(folder: str, cfg: dict) -> None:
 
     kinds = {"encoder_model.onnx": ("vit", cfg["encoder"]["num_attention_heads"], cfg["encoder"]["hidden_size"])}
     dec = cfg["decoder"]
-    for name in DECODERS["split"] + DECODERS["merged"]:
+    for name in DECODERS["split"]:
         kinds[name] = ("gpt2", dec.get("n_head", 0), dec.get("n_embd", 0))
     for name, (kind, heads, hidden) in kinds.items():
         path = os.path.join(folder, name)
@@ -136,10 +137,17 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
     from optimum.exporters.onnx import main_export
 
     with tempfile.TemporaryDirectory(prefix="lookout-export-") as tmp:
+        # optimum merges the decoders in its post-processing; ONNX Runtime's optimizer cannot rewrite the
+        # merged graph (its If branches), so an optimised merged export optimises the split pair and merges after.
         main_export(model_name_or_path=ckpt, output=tmp, task="image-to-text-with-past", device="cpu",
-                    opset=opset, do_validation=False, no_post_process=(layout == "split"))
+                    opset=opset, do_validation=False, no_post_process=(layout == "split" or optimized))
         if optimized:
             optimize(tmp, cfg)
+            if layout == "merged":
+                from optimum.onnx import merge_decoders
+
+                dec, past = (os.path.join(tmp, n) for n in DECODERS["split"])
+                merge_decoders(dec, past, save_path=os.path.join(tmp, DECODERS["merged"][0]))
         # The other layout's decoder files must not linger: the engine prefers a merged decoder when present.
         for other, names in DECODERS.items():
             if other != layout:

@@ -105,7 +105,7 @@ def test_probe_heads_do_not_change_encoder_outside_multitask(tiny_dataset):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
-@pytest.mark.parametrize("layout,optimized", [("split", True), ("merged", False)])
+@pytest.mark.parametrize("layout,optimized", [("split", True), ("merged", True), ("merged", False)])
 def test_export_round_trip_and_attribute_heads(multitask_run, tmp_path, tiny_val, layout, optimized):
     from optimum.onnxruntime import ORTModelForVision2Seq
     from transformers import VisionEncoderDecoderModel
