@@ -142,8 +142,13 @@ cmd_start() {
 		log=$STATE/$port.log
 		if [[ ! -f $dir/log/meta.properties ]]; then
 			rm -rf "$dir/log"
-			# A cluster id is 16 random bytes in URL-safe base64 without padding.
-			cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+			# A cluster id is 16 random bytes in URL-safe base64 without padding. One that starts with
+			# "-" reads as an option to the storage tool (1 start in 64 failed so), so draw again then,
+			# as Kafka's own Uuid.randomUuid does.
+			cid=-
+			while [[ $cid == -* ]]; do
+				cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+			done
 			local -a extra=()
 			# shellcheck disable=SC2206 # word splitting of the extra arguments is intended
 			[[ -n ${KAFKA_FORMAT_ARGS:-} ]] && eval "extra=(${KAFKA_FORMAT_ARGS})"
