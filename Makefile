@@ -61,7 +61,7 @@ test-demo: build
 demo: build
 	scripts/demo.sh
 
-## model: reproduce models/demo from scratch (about 30 minutes on 2 cores)
+## model: reproduce models/demo from scratch (about 20-35 minutes on 2 cores)
 model: build deps-py
 	scripts/train-demo.sh
 
@@ -74,8 +74,11 @@ export: deps-py
 golden: build deps-py
 	scripts/golden.sh
 
+## bench: Go engine vs optimum vs PyTorch vs the raw ONNX Runtime bound on the golden images (docs/BENCHMARKS.md);
+## PyTorch joins once `make model` has left its checkpoint in .state/runs/demo/ckpt; BENCH_FLAGS adds flags
 bench: build deps-py
-	scripts/bench.sh
+	$(PY) scripts/bench-python.py --model models/demo --threads 1 \
+		$(if $(wildcard $(STATE)/runs/demo/ckpt),--pytorch $(STATE)/runs/demo/ckpt,--skip pytorch) $(BENCH_FLAGS)
 
 soak: build
 	scripts/soak.sh 30m 60s

@@ -1,4 +1,4 @@
-"""python -m lookout_train <command> [args]: commands tiny, golden, export, train, eval, attrs.
+"""python -m lookout_train <command> [args]: commands tiny, golden, export, train, eval.
 
 Run with PYTHONPATH=training (the scripts set it) or from inside training/.
 """

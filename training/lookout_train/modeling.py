@@ -1,7 +1,7 @@
 """Model construction: ViT encoder + GPT-2 decoder (VisionEncoderDecoderModel) and the attribute heads.
 
 Encoder and decoder hidden sizes are always equal, so the model has no enc_to_dec_proj layer and the
-optimum export (encoder_model.onnx + decoder_model_merged.onnx) carries every weight, as for public vit-gpt2.
+optimum export (encoder_model.onnx + the decoder files) carries every weight, as for public vit-gpt2.
 """
 from __future__ import annotations
 
