@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -12,6 +13,10 @@ import (
 	"lookout/ingest"
 	"lookout/internal/config"
 )
+
+// stopReminder is how often a graceful stop that is still waiting (a sink that cannot
+// write: broker down and spool disk full) says so, with the sink's error.
+var stopReminder = 15 * time.Second
 
 func newRunCmd() *cobra.Command {
 	var cfgPath, logFormat string
@@ -78,10 +83,18 @@ func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStar
 	done := make(chan struct{})
 	go func() {
 		stopping := false
+		var since time.Time
+		var waiting <-chan time.Time // ticks while a graceful stop waits (a sink that cannot write)
 		for {
 			select {
 			case <-done:
 				return
+			case <-waiting:
+				ev := log.Warn().Dur("waited", time.Since(since).Round(time.Second))
+				if err := svc.pipe.Ready(); err != nil {
+					ev = ev.Err(err)
+				}
+				ev.Msg("still shutting down: records are kept until written (signal again to exit at once; records not yet written are then lost)")
 			case sig := <-sigs:
 				switch {
 				case sig == syscall.SIGHUP:
@@ -90,6 +103,10 @@ func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStar
 					stopping = true
 					log.Info().Str("signal", sig.String()).Msg("shutting down: captioning queued frames, flushing sinks (signal again to exit at once)")
 					svc.pipe.Stop()
+					since = time.Now()
+					t := time.NewTicker(stopReminder)
+					defer t.Stop()
+					waiting = t.C
 				default:
 					log.Warn().Msg("second signal: exiting at once")
 					svc.killed.Store(true)
