@@ -153,16 +153,11 @@ func e2eShortArgs(args []string, dir string) string {
 func TestE2EBrokerUnreachableAtStart(t *testing.T) {
 	video := e2eSmallClip(t)
 	dir := t.TempDir()
-	httpAddr := e2eFreeAddr(t)
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "info", fmt.Sprintf(`sources:
   - {id: replay, uri: "%s", every: 1s}
 sinks:
   kafka: {enabled: true, brokers: ["127.0.0.1:1"], topic: never}
-`, dir, httpAddr, e2eTinyModel(), video))
+`, video))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
@@ -222,18 +217,13 @@ sinks:
 func TestE2ESecretsRedacted(t *testing.T) {
 	const secret = "SuperSecret123"
 	dir := t.TempDir()
-	httpAddr := e2eFreeAddr(t)
 	out := filepath.Join(dir, "out.jsonl")
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: debug, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "debug", fmt.Sprintf(`sources:
   - {id: cam, uri: "rtsp://user:%s@127.0.0.1:1/x", every: 1s}
   - {id: synth, uri: "synth://driving?seed=1&fps=5&size=320x180", every: 1s}
 sinks:
   jsonl: {path: %s}
-`, dir, httpAddr, e2eTinyModel(), secret, out))
+`, secret, out))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	time.Sleep(4 * time.Second)

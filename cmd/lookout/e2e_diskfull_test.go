@@ -36,17 +36,12 @@ func TestE2EDiskFullDuringOutage(t *testing.T) {
 		t.Fatalf("mount a 96 KiB tmpfs on %s: %v: %s", dataDir, err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dataDir).Run() })
-	httpAddr := e2eFreeAddr(t)
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, dataDir, "info", fmt.Sprintf(`sources:
   - {id: live, uri: "synth://driving?seed=8&fps=10&size=320x180", every: 100ms}
   - {id: replay, uri: "%s", every: 250ms, realtime: true}
 sinks:
   kafka: {enabled: true, brokers: ["%s"], topic: %s}
-`, dataDir, httpAddr, e2eTinyModel(), video, addr, topic))
+`, video, addr, topic))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(p.stderr.String(), "no space left on device"); time.Sleep(250 * time.Millisecond) {

@@ -29,17 +29,12 @@ func TestE2ERTSPServerRestart(t *testing.T) {
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
-	httpAddr := e2eFreeAddr(t)
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "info", fmt.Sprintf(`sources:
   - {id: cam, uri: "rtsp://127.0.0.1:%s/cam", every: 1s}
   - {id: synth, uri: "synth://driving?seed=4&fps=10&size=640x360", every: 1s}
 sinks:
   jsonl: {path: %s}
-`, dir, httpAddr, e2eTinyModel(), port, out))
+`, port, out))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 
 	// camCaptionsAfter counts the camera's caption records captured after at.
@@ -180,12 +175,7 @@ func TestE2EBrokerOutage(t *testing.T) {
 	video := e2eSmallClip(t)
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "reference.jsonl")
-	httpAddr := e2eFreeAddr(t)
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "info", fmt.Sprintf(`sources:
   - {id: road, uri: "synth://driving?seed=5&fps=10&size=320x180", every: 1s}
   - {id: gate, uri: "synth://surveillance?seed=6&fps=10&size=320x180", every: 1s}
   - {id: lot, uri: "synth://surveillance?seed=7&fps=10&size=320x180", every: 1s}
@@ -193,7 +183,7 @@ sources:
 sinks:
   kafka: {enabled: true, brokers: ["%s"], topic: %s}
   jsonl: {path: %s}
-`, dir, httpAddr, e2eTinyModel(), video, addr, topic, ref))
+`, video, addr, topic, ref))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
@@ -504,19 +494,14 @@ func TestE2ESpoolFull(t *testing.T) {
 	video := e2eClip(t, "drive60", "--domain", "driving", "--seed", "11", "--duration", "60s", "--size", "640x360", "--fps", "30")
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
-	httpAddr := e2eFreeAddr(t)
 	const capBytes = 1 << 20
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, dataDir, "info", fmt.Sprintf(`sources:
   - {id: f1, uri: "%s", fps: 30}
   - {id: f2, uri: "%s", fps: 30}
   - {id: live, uri: "synth://driving?seed=3&fps=30&size=320x180", fps: 30}
 sinks:
   kafka: {enabled: true, brokers: ["127.0.0.1:1"], topic: never, spool_max_bytes: %d}
-`, dataDir, httpAddr, e2eTinyModel(), video, video, capBytes))
+`, video, video, capBytes))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	// Wait until the spool is nearly full and the replays stop advancing.

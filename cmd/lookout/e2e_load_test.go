@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,20 +19,15 @@ func TestE2EOverload(t *testing.T) {
 		rssLimit = 1536 << 20
 	)
 	dir := t.TempDir()
-	httpAddr := e2eFreeAddr(t)
 	var b strings.Builder
 	for i := 0; i < sources; i++ {
 		domain := []string{"driving", "surveillance"}[i%2]
 		fmt.Fprintf(&b, "  - {id: cam%02d, uri: \"synth://%s?seed=%d&fps=30&size=1280x720\", fps: 5}\n", i, domain, 100+i)
 	}
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: warn, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "warn", fmt.Sprintf(`sources:
 %ssinks:
   jsonl: {path: %s/out.jsonl}
-`, dir, httpAddr, e2eTinyModel(), b.String(), dir))
+`, b.String(), dir))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 

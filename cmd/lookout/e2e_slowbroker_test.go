@@ -32,19 +32,14 @@ func TestE2ESlowBroker(t *testing.T) {
 	video := e2eSmallClip(t)
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "reference.jsonl")
-	httpAddr := e2eFreeAddr(t)
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "info", fmt.Sprintf(`sources:
   - {id: road, uri: "synth://driving?seed=8&fps=10&size=320x180", every: 1s}
   - {id: gate, uri: "synth://surveillance?seed=9&fps=10&size=320x180", every: 1s}
   - {id: replay, uri: "%s", every: 1s, realtime: true}
 sinks:
   kafka: {enabled: true, brokers: ["%s"], topic: %s}
   jsonl: {path: %s}
-`, dir, httpAddr, e2eTinyModel(), video, addr, topic, ref))
+`, video, addr, topic, ref))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	time.Sleep(3 * time.Second)

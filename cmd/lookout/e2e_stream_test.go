@@ -21,19 +21,14 @@ func TestE2EFourSyntheticSourcesIntoKafka(t *testing.T) {
 	topic := e2eUniqueTopic("e2e-synth")
 	e2eCreateTopic(t, addr, topic)
 	dir := t.TempDir()
-	httpAddr := e2eFreeAddr(t)
-	cfg := e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), fmt.Sprintf(`data_dir: %s/data
-log: {level: info, format: json}
-http: {listen: "%s"}
-model: {dir: %s}
-sources:
+	cfg, httpAddr := e2eServiceConfig(t, dir, "", "info", fmt.Sprintf(`sources:
   - {id: drive-a, uri: "synth://driving?seed=1&fps=10&size=640x360", every: 1s}
   - {id: drive-b, uri: "synth://driving?seed=2&fps=10&size=640x360", every: 1s}
   - {id: yard-a, uri: "synth://surveillance?seed=3&fps=10&size=640x360", every: 1s, labels: {site: north}}
   - {id: yard-b, uri: "synth://surveillance?seed=4&fps=10&size=640x360", every: 1s}
 sinks:
   kafka: {enabled: true, brokers: ["%s"], topic: %s}
-`, dir, httpAddr, e2eTinyModel(), addr, topic))
+`, addr, topic))
 	p := e2eStartLookout(t, dir, "run", "--config", cfg)
 	e2eWaitHTTP(t, p, "http://"+httpAddr+"/healthz", 60*time.Second)
 	// Count the 20 s from the first delivered record.

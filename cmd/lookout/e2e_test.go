@@ -524,6 +524,21 @@ func e2eWriteFile(t *testing.T, path, content string) string {
 	return path
 }
 
+// e2eServiceConfig writes dir/cfg.yaml for `lookout run`: the settings every service test shares
+// (data_dir, JSON logs at level, the ops server on a free loopback address, the tiny model) followed
+// by body (sources, sinks, ...). dataDir "" means dir/data. It returns the config's path and the
+// ops server's address.
+func e2eServiceConfig(t *testing.T, dir, dataDir, level, body string) (cfg, httpAddr string) {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
+	httpAddr = e2eFreeAddr(t)
+	head := fmt.Sprintf("data_dir: %s\nlog: {level: %s, format: json}\nhttp: {listen: \"%s\"}\nmodel: {dir: %s}\n",
+		dataDir, level, httpAddr, e2eTinyModel())
+	return e2eWriteFile(t, filepath.Join(dir, "cfg.yaml"), head+body), httpAddr
+}
+
 // e2eHttpGet fetches url with a timeout and returns status, body and latency.
 func e2eHttpGet(url string, timeout time.Duration) (int, string, time.Duration, error) {
 	c := http.Client{Timeout: timeout}
