@@ -35,9 +35,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/segmentio/kafka-go"
 
+	"lookout/internal/recordschema"
 	"lookout/sink"
 )
 
@@ -383,25 +383,11 @@ func e2eReadTopic(t *testing.T, addr, topic string) []e2eKafkaRecord {
 }
 
 // e2eRecordSchema compiles docs/record.schema.json.
-func e2eRecordSchema(t *testing.T) *jsonschema.Schema {
+func e2eRecordSchema(t *testing.T) *recordschema.Schema {
 	t.Helper()
-	f, err := os.Open(filepath.Join(e2e.root, "docs", "record.schema.json"))
+	sch, err := recordschema.Load(filepath.Join(e2e.root, "docs", "record.schema.json"))
 	if err != nil {
-		t.Fatalf("the record schema: %v", err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatalf("parse docs/record.schema.json: %v", err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("record.schema.json", doc); err != nil {
 		t.Fatal(err)
-	}
-	sch, err := c.Compile("record.schema.json")
-	if err != nil {
-		t.Fatalf("compile docs/record.schema.json: %v", err)
 	}
 	return sch
 }
@@ -410,7 +396,7 @@ func e2eRecordSchema(t *testing.T) *jsonschema.Schema {
 // and their count, so one systematic fault does not flood the log.
 type e2eSchemaCheck struct {
 	t   *testing.T
-	sch *jsonschema.Schema
+	sch *recordschema.Schema
 	bad int
 }
 
@@ -420,7 +406,7 @@ func newE2ESchemaCheck(t *testing.T) *e2eSchemaCheck {
 
 func (c *e2eSchemaCheck) check(where string, raw []byte) {
 	c.t.Helper()
-	if err := e2eValidateRecord(c.sch, raw); err != nil {
+	if err := c.sch.Validate(raw); err != nil {
 		c.bad++
 		if c.bad <= 3 {
 			c.t.Errorf("%s does not match docs/record.schema.json: %s\n%s", where, strings.Join(strings.Fields(err.Error()), " "), raw)
@@ -434,14 +420,6 @@ func (c *e2eSchemaCheck) done(total int) {
 	if c.bad > 0 {
 		c.t.Errorf("%d of %d records do not match docs/record.schema.json (first 3 shown above)", c.bad, total)
 	}
-}
-
-func e2eValidateRecord(sch *jsonschema.Schema, raw []byte) error {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return err
-	}
-	return sch.Validate(v)
 }
 
 // e2eJsonlRecord is one line of a JSONL sink file.
