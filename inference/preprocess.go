@@ -376,18 +376,11 @@ func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1,
 					s1 += int32(c[1]) * kv
 				}
 				s0, s2 = int32(br>>32), int32(uint32(br))
-			} else if channels == 3 {
-				px := row[xmin*3 : (xmin+len(k))*3]
+			} else if channels >= 3 {
+				px := row[xmin*channels : (xmin+len(k))*channels]
 				for x, kv := range k {
-					c := px[3*x : 3*x+3 : 3*x+3] // one bounds check per tap
-					s0 += int32(c[2]) * kv
-					s1 += int32(c[1]) * kv
-					s2 += int32(c[0]) * kv
-				}
-			} else if channels == 4 {
-				px := row[xmin*4 : (xmin+len(k))*4]
-				for x, kv := range k {
-					c := px[4*x : 4*x+3 : 4*x+3]
+					o := x * channels
+					c := px[o : o+3 : o+3] // one bounds check per tap
 					s0 += int32(c[2]) * kv
 					s1 += int32(c[1]) * kv
 					s2 += int32(c[0]) * kv

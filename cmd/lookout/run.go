@@ -16,7 +16,7 @@ import (
 
 // stopReminder is how often a graceful stop that is still waiting (a sink that cannot
 // write: broker down and spool disk full) says so, with the sink's error.
-var stopReminder = 15 * time.Second
+const stopReminder = 15 * time.Second
 
 func newRunCmd() *cobra.Command {
 	var cfgPath, logFormat string
