@@ -317,7 +317,10 @@ func TestGapRecordPrecedesCaption(t *testing.T) {
 	if c.Kind != sink.KindCaption || c.PTSMillis != pts {
 		t.Errorf("record after the gap %+v, want the caption of the same frame", c)
 	}
-	if g.ID != sink.RecordID("src0", pts, "sha256:fake", sink.KindGap) || g.ID == c.ID {
+	if g.Run == "" || c.Run != g.Run {
+		t.Errorf("live records' runs: gap %q, caption %q; want one non-empty run", g.Run, c.Run)
+	}
+	if g.ID != sink.RecordID("src0", g.Run, pts, "sha256:fake", sink.KindGap) || g.ID == c.ID {
 		t.Errorf("gap id %s, caption id %s", g.ID, c.ID)
 	}
 	if got := value(t, h.m.Records.WithLabelValues(sink.KindGap)); got != 1 {
@@ -510,7 +513,7 @@ func TestRecordFields(t *testing.T) {
 	r := recs[1]
 	pts := framePeriod.Milliseconds()
 	want := sink.Record{
-		SchemaVersion: sink.SchemaVersion, ID: sink.RecordID("src4", pts, "sha256:fake", sink.KindCaption),
+		SchemaVersion: sink.SchemaVersion, ID: sink.RecordID("src4", "", pts, "sha256:fake", sink.KindCaption),
 		Kind: sink.KindCaption, SourceID: "src4", Seq: 1, PTSMillis: pts, Caption: "4/1", Confidence: math.Exp(-0.5),
 		Model: "fake-model", ModelDigest: "sha256:fake",
 	}
@@ -667,5 +670,68 @@ func BenchmarkPipelineOverhead(b *testing.B) {
 			}
 			b.ReportMetric(float64(emitted.Load())/b.Elapsed().Seconds(), "frames/s")
 		})
+	}
+}
+
+// A live source's PTS starts again at 0 each time it is opened; its records'
+// ids must not repeat across openings (a consumer deduplicating by id would
+// drop the new captions), while a replay's ids are the same on every replay.
+func TestRecordIDsUniqueAcrossLiveRestartsAndStableForReplays(t *testing.T) {
+	h := newHarness(t, Config{MaxWait: 2 * time.Millisecond, RestartBackoffMin: time.Millisecond, RestartBackoffMax: time.Millisecond}, nil)
+	var opens atomic.Int32
+	live := func(context.Context) (ingest.Source, error) {
+		opens.Add(1)
+		// Each opening restarts the PTS at 0 and fails after 3 frames.
+		return &fakeSource{idx: 1, n: -1, live: true, failAfter: 3, failErr: fmt.Errorf("drop: %w", ingest.ErrTransient), emitted: &h.emitted}, nil
+	}
+	if err := h.p.AddSource(SourceSpec{ID: "src1", Live: true}, live); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := h.run(ctx)
+	waitFor(t, "three openings of src1", 5*time.Second, func() bool { return h.sinks[0].count("src1") >= 9 })
+	cancel()
+	if err, ok := wait(5 * time.Second); !ok || err != nil {
+		t.Fatalf("Run: ended %v, err %v", ok, err)
+	}
+	ids := map[string]sink.Record{}
+	runs := map[string]int{}
+	for _, r := range h.sinks[0].records() {
+		if r.Run == "" {
+			t.Fatalf("live record without a run: %+v", r)
+		}
+		if r.ID != sink.RecordID(r.SourceID, r.Run, r.PTSMillis, r.ModelDigest, r.Kind) {
+			t.Errorf("record id %s is not RecordID of its own fields", r.ID)
+		}
+		if prev, dup := ids[r.ID]; dup {
+			t.Errorf("id %s repeats: pts %d of run %s and pts %d of run %s", r.ID, prev.PTSMillis, prev.Run, r.PTSMillis, r.Run)
+		}
+		ids[r.ID] = r
+		runs[r.Run]++
+	}
+	if len(runs) < 3 || int(opens.Load()) < len(runs) {
+		t.Errorf("%d runs over %d openings, want one run per opening and at least 3", len(runs), opens.Load())
+	}
+
+	// Replays: two pipelines replaying the same input give the same ids.
+	replay := func() []string {
+		h := newHarness(t, Config{ExitWhenSourcesDone: true}, nil)
+		h.add(t, &fakeSource{idx: 2, n: 4}, nil)
+		if err, ok := h.run(context.Background())(5 * time.Second); !ok || err != nil {
+			t.Fatalf("Run: ended %v, err %v", ok, err)
+		}
+		var out []string
+		for _, r := range h.sinks[0].records() {
+			if r.Run != "" {
+				t.Errorf("replay record has run %q, want none", r.Run)
+			}
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	first, second := replay(), replay()
+	if len(first) != 4 || fmt.Sprint(first) != fmt.Sprint(second) {
+		t.Errorf("replay ids differ between two replays:\n%v\n%v", first, second)
 	}
 }

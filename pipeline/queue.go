@@ -16,6 +16,9 @@ type queued struct {
 	frame    ingest.Frame
 	src      *sourceEntry
 	enqueued time.Time
+	// run names the opening of a live source the frame came from (empty
+	// for replays); it keeps live record ids unique across restarts.
+	run string
 }
 
 var errQueueClosed = errors.New("source queue closed")

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
@@ -160,7 +161,7 @@ func (p *Pipeline) runSource(ctx context.Context, e *sourceEntry) error {
 			continue
 		}
 		e.set("running", nil)
-		err = p.readSource(ctx, e, meteredSource{Source: src, received: received}, bo)
+		err = p.readSource(ctx, e, meteredSource{Source: src, received: received}, bo, newRun(e.spec.Live))
 		if cerr := src.Close(); cerr != nil {
 			e.log.Warn().Err(cerr).Msg("closing source failed")
 		}
@@ -194,8 +195,9 @@ func (p *Pipeline) fatal(e *sourceEntry, err error) bool {
 }
 
 // readSource pushes src's frames into e's queue until src fails or ends
-// (nil on ErrEndOfInput). The backoff is reset by the first frame.
-func (p *Pipeline) readSource(ctx context.Context, e *sourceEntry, src ingest.Source, bo *backoff) error {
+// (nil on ErrEndOfInput). The backoff is reset by the first frame. Every
+// frame is tagged with run (see newRun).
+func (p *Pipeline) readSource(ctx context.Context, e *sourceEntry, src ingest.Source, bo *backoff, run string) error {
 	first := true
 	for {
 		f, err := src.Next(ctx)
@@ -210,7 +212,7 @@ func (p *Pipeline) readSource(ctx context.Context, e *sourceEntry, src ingest.So
 			first = false
 		}
 		f.SourceID = e.spec.ID
-		it := queued{frame: f, src: e, enqueued: time.Now()}
+		it := queued{frame: f, src: e, enqueued: time.Now(), run: run}
 		if err := e.queue.push(e.pushCtx, it); err != nil {
 			reason := "killed"
 			if e.removed.Load() {
@@ -220,4 +222,16 @@ func (p *Pipeline) readSource(ctx context.Context, e *sourceEntry, src ingest.So
 			return err
 		}
 	}
+}
+
+// newRun names one opening of a source. A live source's PTS starts again at
+// 0 each time it is opened (a restart, a reload, a new process), so its
+// records carry a run (a UUIDv7: unique, ordered by start time) that is part
+// of their id; a replay's PTS is its position in the file, so replays have
+// no run and their ids stay the same on every replay.
+func newRun(live bool) string {
+	if !live {
+		return ""
+	}
+	return uuid.Must(uuid.NewV7()).String()
 }

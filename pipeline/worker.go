@@ -148,6 +148,7 @@ func (p *Pipeline) baseRecord(it queued) sink.Record {
 		Labels:        it.src.spec.Labels,
 		Seq:           f.Seq,
 		PTSMillis:     f.PTS.Milliseconds(),
+		Run:           it.run,
 		CaptureTime:   f.CaptureTime,
 		Model:         p.model,
 		ModelDigest:   p.digest,
@@ -159,7 +160,7 @@ func (p *Pipeline) baseRecord(it queued) sink.Record {
 func (p *Pipeline) gapRecord(it queued) sink.Record {
 	g := p.baseRecord(it)
 	g.Kind = sink.KindGap
-	g.ID = sink.RecordID(g.SourceID, g.PTSMillis, p.digest, sink.KindGap)
+	g.ID = sink.RecordID(g.SourceID, g.Run, g.PTSMillis, p.digest, sink.KindGap)
 	g.GapMillis = it.frame.GapDuration.Milliseconds()
 	return g
 }
@@ -168,7 +169,7 @@ func (p *Pipeline) gapRecord(it queued) sink.Record {
 func (p *Pipeline) captionRecord(it queued, r *inference.Result, wait time.Duration) sink.Record {
 	c := p.baseRecord(it)
 	c.Kind = sink.KindCaption
-	c.ID = sink.RecordID(c.SourceID, c.PTSMillis, p.digest, sink.KindCaption)
+	c.ID = sink.RecordID(c.SourceID, c.Run, c.PTSMillis, p.digest, sink.KindCaption)
 	c.Caption = r.Caption
 	c.Confidence = sink.ConfidenceFromMeanLogProb(r.Confidence)
 	if len(r.Attributes) > 0 {

@@ -12,7 +12,7 @@ func testRecord(src string, i int) Record {
 	pts := int64(i) * 1000
 	return Record{
 		SchemaVersion: SchemaVersion,
-		ID:            RecordID(src, pts, "sha256:test", KindCaption),
+		ID:            RecordID(src, "", pts, "sha256:test", KindCaption),
 		Kind:          KindCaption,
 		SourceID:      src,
 		Labels:        map[string]string{"site": "test"},

@@ -29,6 +29,9 @@ type Record struct {
 	Labels        map[string]string `json:"labels,omitempty"`
 	Seq           int64             `json:"seq"`
 	PTSMillis     int64             `json:"pts_ms"`
+	// Run is set on live sources' records: it names one opening of the
+	// source (a UUIDv7), since a live PTS starts again at 0 each time.
+	Run         string    `json:"run,omitempty"`
 	CaptureTime   time.Time         `json:"capture_time"`
 	Caption       string            `json:"caption"`
 	// Confidence is in [0, 1]: the geometric mean of the caption's token
@@ -57,10 +60,18 @@ type Latency struct {
 	Total float64 `json:"total"`
 }
 
-// RecordID is deterministic in (source, pts, model, kind), so that consumers
-// can drop the duplicates an at-least-once delivery may produce.
-func RecordID(sourceID string, ptsMillis int64, modelDigest, kind string) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%s\x00%s", sourceID, ptsMillis, modelDigest, kind)))
+// RecordID is deterministic in (source, run, pts, model, kind), so that
+// consumers can drop the duplicates an at-least-once delivery may produce:
+// a record keeps its id through every retry. run is empty for replays (the
+// same frame of the same file gives the same id on every replay) and names
+// the opening of a live source otherwise (a restarted camera never reuses an
+// id). docs/SCHEMA.md gives the formula.
+func RecordID(sourceID, run string, ptsMillis int64, modelDigest, kind string) string {
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s", sourceID, ptsMillis, modelDigest, kind)
+	if run != "" {
+		key += "\x00" + run
+	}
+	h := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(h[:16])
 }
 

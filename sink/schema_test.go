@@ -31,7 +31,7 @@ func TestMarshalledRecordsMatchSchema(t *testing.T) {
 	sch := compileRecordSchema(t)
 	gap := testRecord("cam-2", 7)
 	gap.Kind, gap.GapMillis, gap.Caption, gap.Attributes = KindGap, 12000, "", nil
-	gap.ID = RecordID(gap.SourceID, gap.PTSMillis, gap.ModelDigest, KindGap)
+	gap.ID = RecordID(gap.SourceID, gap.Run, gap.PTSMillis, gap.ModelDigest, KindGap)
 	bare := testRecord("cam_3", 0)
 	bare.Labels, bare.Attributes = nil, nil
 	for name, r := range map[string]Record{"caption": testRecord("cam1", 3), "gap": gap, "bare": bare} {

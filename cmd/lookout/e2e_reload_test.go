@@ -65,6 +65,9 @@ sinks: {jsonl: {path: %s}}
 		if bearer != "" {
 			req.Header.Set("Authorization", "Bearer "+bearer)
 		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

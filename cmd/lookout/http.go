@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,7 +47,7 @@ func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (
 		fmt.Fprintln(w, "ready")
 		fmt.Fprint(w, detail)
 	})
-	mux.Handle("/sources", requireToken(token, sourcesHandler(mgr)))
+	mux.Handle("/sources", guardBrowsers(token, requireToken(token, sourcesHandler(mgr))))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w; pick a free port or set http.listen to \"\" to disable", addr, err)
@@ -79,6 +81,55 @@ func requireToken(token string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// guardBrowsers keeps web pages away from the source-management endpoint:
+// a page open in the operator's browser could otherwise make lookout open
+// local files or internal RTSP hosts. It refuses
+//   - cross-origin requests (net/http's CrossOriginProtection: Sec-Fetch-Site,
+//     else Origin against Host), with 403;
+//   - a POST whose body is not JSON or YAML by its Content-Type (a form or
+//     text/plain is what a page can send without a CORS preflight), with 415;
+//   - without a token, a Host that is not a loopback name or address (DNS
+//     rebinding: a page whose own name resolves to 127.0.0.1 is same-origin),
+//     with 403.
+//
+// Scripts and curl send none of these headers, or send them right.
+func guardBrowsers(token string, next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "cross-origin request refused: /sources takes requests from scripts and the same origin only", http.StatusForbidden)
+	}))
+	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token == "" && !loopbackHost(r.Host) {
+			http.Error(w, fmt.Sprintf("host %q refused: without http.token, /sources answers only to a loopback host name (127.0.0.1, ::1, localhost)", r.Host), http.StatusForbidden)
+			return
+		}
+		if r.Method == http.MethodPost {
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			switch {
+			case err == nil && (mt == "application/json" || mt == "application/yaml" || mt == "application/x-yaml" || mt == "text/yaml"):
+			default:
+				http.Error(w, fmt.Sprintf("content type %q refused: send the source as JSON with Content-Type: application/json (or YAML as application/yaml)", r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func sourcesHandler(mgr sourceManager) http.Handler {

@@ -80,7 +80,7 @@ func TestTailReadsRecordsFromARealBroker(t *testing.T) {
 	var recs []sink.Record
 	for i := 0; i < 5; i++ {
 		pts := int64(i) * 1000
-		recs = append(recs, sink.Record{SchemaVersion: 1, ID: sink.RecordID("cam-t", pts, "d", sink.KindCaption),
+		recs = append(recs, sink.Record{SchemaVersion: 1, ID: sink.RecordID("cam-t", "", pts, "d", sink.KindCaption),
 			Kind: sink.KindCaption, SourceID: "cam-t", PTSMillis: pts, Caption: fmt.Sprintf("caption %d", i), CaptureTime: time.Now()})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
