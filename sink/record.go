@@ -32,8 +32,8 @@ type Record struct {
 	// Run is set on live sources' records: it names one opening of the
 	// source (a UUIDv7), since a live PTS starts again at 0 each time.
 	Run         string    `json:"run,omitempty"`
-	CaptureTime   time.Time         `json:"capture_time"`
-	Caption       string            `json:"caption"`
+	CaptureTime time.Time `json:"capture_time"`
+	Caption     string    `json:"caption"`
 	// Confidence is in [0, 1]: the geometric mean of the caption's token
 	// probabilities (see ConfidenceFromMeanLogProb). docs/SCHEMA.md.
 	Confidence    float64         `json:"confidence"`
