@@ -110,7 +110,7 @@ func testGolden(t *testing.T, name, dirOverride string) {
 							lp = *over.LengthPenalty
 						}
 						n := float64(len(r.Tokens))
-						best := r.Confidence * n / math.Pow(n, lp)
+						best := r.MeanLogProb * n / math.Pow(n, lp)
 						if d := math.Abs(best - c.Scores[0]); d > 1e-3 {
 							t.Errorf("best beam score %v, transformers %v", best, c.Scores[0])
 						}
@@ -120,8 +120,8 @@ func testGolden(t *testing.T, name, dirOverride string) {
 							}
 						}
 					}
-					if r.Confidence > 0 || math.IsNaN(r.Confidence) {
-						t.Errorf("confidence %v is not a mean log-probability", r.Confidence)
+					if r.MeanLogProb > 0 || math.IsNaN(r.MeanLogProb) {
+						t.Errorf("confidence %v is not a mean log-probability", r.MeanLogProb)
 					}
 				})
 			}

@@ -208,8 +208,13 @@ func Load(dir string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.gen, err = resolveGeneration(m.cfg, genB, &opts.Generation); err != nil {
+	// The folder's own settings first, so that an error blames the right
+	// place: the file, or the overrides (config model.generation, flags).
+	if _, err = resolveGeneration(m.cfg, genB, nil); err != nil {
 		return nil, fileError(dir, fileGeneration, "%v", err)
+	}
+	if m.gen, err = resolveGeneration(m.cfg, genB, &opts.Generation); err != nil {
+		return nil, fmt.Errorf("model %s: override of %s: %v (set by model.generation in the config or a command-line flag)", dir, fileGeneration, err)
 	}
 	preB, err := read(filePreprocessor, true)
 	if err != nil {
@@ -662,7 +667,7 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 		}
 		r.Tokens = best.tokens
 		if len(best.tokens) > 0 {
-			r.Confidence = best.sum / float64(len(best.tokens))
+			r.MeanLogProb = best.sum / float64(len(best.tokens))
 		}
 		for _, h := range hyps[i][1:] {
 			c, err := m.tok.decode(h.tokens)

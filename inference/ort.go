@@ -27,7 +27,7 @@ var (
 // the nearest parent that has it, else in the executable's folder or a parent.
 func ResolveLibraryPath(explicit string) (string, error) {
 	if explicit != "" {
-		return checkLibrary(explicit, "Options.LibraryPath")
+		return checkLibrary(explicit, "")
 	}
 	if p := os.Getenv(EnvLibraryPath); p != "" {
 		return checkLibrary(p, EnvLibraryPath)
@@ -58,13 +58,18 @@ func ResolveLibraryPath(explicit string) (string, error) {
 		defaultLibraryRel, EnvLibraryPath, EnvLibraryPath)
 }
 
+// checkLibrary checks the library at p; from names where the path came from
+// when it was not given explicitly (model.library, --ort-lib).
 func checkLibrary(p, from string) (string, error) {
+	if from != "" {
+		from = " (from " + from + ")"
+	}
 	st, err := os.Stat(p)
 	if err != nil {
-		return "", fmt.Errorf("onnxruntime library %s (from %s): %w; run scripts/ort.sh or fix the path", p, from, unwrapPathErr(err))
+		return "", fmt.Errorf("onnxruntime library %s%s: %w; run scripts/ort.sh or fix the path", p, from, unwrapPathErr(err))
 	}
 	if st.IsDir() {
-		return "", fmt.Errorf("onnxruntime library %s (from %s) is a directory; point it at libonnxruntime.so", p, from)
+		return "", fmt.Errorf("onnxruntime library %s%s is a directory; point it at libonnxruntime.so", p, from)
 	}
 	return p, nil
 }

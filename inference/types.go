@@ -15,8 +15,10 @@ type Result struct {
 	Caption string `json:"caption"`
 	// Tokens are the generated token ids, without the decoder start token.
 	Tokens []int64 `json:"tokens"`
-	// Confidence is the mean log-probability of the generated tokens.
-	Confidence float64 `json:"confidence"`
+	// MeanLogProb is the mean log-probability of the generated tokens (<= 0).
+	// What records and commands call confidence is exp(MeanLogProb), in
+	// [0, 1] (sink.ConfidenceFromMeanLogProb).
+	MeanLogProb float64 `json:"mean_logprob"`
 	// Attributes holds the multi-task heads' answers when the model ships them.
 	Attributes map[string]Attribute `json:"attributes,omitempty"`
 	Timings    Timings              `json:"timings"`

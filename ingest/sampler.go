@@ -103,16 +103,21 @@ func (s *Sampler) Next(ctx context.Context) (Frame, error) {
 }
 
 func (s *Sampler) nextLive(ctx context.Context) (Frame, error) {
-	now := time.Now()
-	if s.tick.IsZero() {
-		s.tick = now
-	}
-	if err := sleepCtx(ctx, s.tick.Sub(now)); err != nil {
-		return Frame{}, err
+	first := s.tick.IsZero()
+	if !first {
+		if err := sleepCtx(ctx, time.Until(s.tick)); err != nil {
+			return Frame{}, err
+		}
 	}
 	f, err := s.src.Next(ctx)
 	if err != nil {
 		return Frame{}, err
+	}
+	if first {
+		// The grid starts at the first frame, not at the first call: a
+		// connect that took most of an interval must not make the second
+		// sample follow the first at once.
+		s.tick = time.Now()
 	}
 	s.countRead(f, true)
 	// Next tick on the grid after now; ticks missed by a slow consumer are

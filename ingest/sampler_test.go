@@ -79,3 +79,44 @@ func TestSamplerReplayGapsAndHoles(t *testing.T) {
 		f.Close()
 	}
 }
+
+// slowStartLive is a live source whose first frame takes connect to come
+// (an RTSP handshake), and whose later frames are always ready.
+type slowStartLive struct {
+	connect time.Duration
+	seq     int64
+}
+
+func (s *slowStartLive) Next(ctx context.Context) (Frame, error) {
+	if s.seq == 0 {
+		if err := sleepCtx(ctx, s.connect); err != nil {
+			return Frame{}, err
+		}
+	}
+	s.seq++
+	return Frame{Seq: s.seq - 1, PTS: time.Duration(s.seq-1) * 10 * time.Millisecond, CaptureTime: time.Now()}, nil
+}
+func (s *slowStartLive) Live() bool   { return true }
+func (s *slowStartLive) Close() error { return nil }
+
+// A live source that takes most of an interval to connect must still give
+// samples one interval apart (it gave the first two 18 ms apart).
+func TestSamplerLiveGridStartsAtFirstFrame(t *testing.T) {
+	const every = 200 * time.Millisecond
+	smp, err := NewSampler(&slowStartLive{connect: 180 * time.Millisecond}, "cam", SampleConfig{Every: every}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Time
+	for range 3 {
+		if _, err := smp.Next(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, time.Now())
+	}
+	for i := 1; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d < every-20*time.Millisecond || d > every+100*time.Millisecond {
+			t.Errorf("samples %d and %d are %s apart, want about %s", i-1, i, d, every)
+		}
+	}
+}

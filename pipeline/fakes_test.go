@@ -147,10 +147,10 @@ func (c *fakeCaptioner) Caption(ctx context.Context, images []gocv.Mat) ([]infer
 	out := make([]inference.Result, len(images))
 	for i := range out {
 		out[i] = inference.Result{
-			Caption:    caps[i],
-			Confidence: -0.5,
-			Attributes: map[string]inference.Attribute{"scene": {Value: "street", Prob: 0.9}},
-			Timings:    inference.Timings{Preprocess: time.Millisecond, Encode: 2 * time.Millisecond, Decode: 3 * time.Millisecond},
+			Caption:     caps[i],
+			MeanLogProb: -0.5,
+			Attributes:  map[string]inference.Attribute{"scene": {Value: "street", Prob: 0.9}},
+			Timings:     inference.Timings{Preprocess: time.Millisecond, Encode: 2 * time.Millisecond, Decode: 3 * time.Millisecond},
 		}
 	}
 	return out, nil

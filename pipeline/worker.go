@@ -171,7 +171,7 @@ func (p *Pipeline) captionRecord(it queued, r *inference.Result, wait time.Durat
 	c.Kind = sink.KindCaption
 	c.ID = sink.RecordID(c.SourceID, c.Run, c.PTSMillis, p.digest, sink.KindCaption)
 	c.Caption = r.Caption
-	c.Confidence = sink.ConfidenceFromMeanLogProb(r.Confidence)
+	c.Confidence = sink.ConfidenceFromMeanLogProb(r.MeanLogProb)
 	if len(r.Attributes) > 0 {
 		c.Attributes = make(map[string]sink.Attr, len(r.Attributes))
 		for k, a := range r.Attributes {

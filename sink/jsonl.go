@@ -3,8 +3,10 @@ package sink
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 )
@@ -33,7 +35,11 @@ func NewJSONLSink(path string) (*JSONLSink, error) {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("jsonl sink: open %s: %w", path, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return nil, fmt.Errorf("jsonl sink: cannot open %s for writing: %w; check that its folder exists and is writable", path, err)
 	}
 	return &JSONLSink{w: f, f: f, name: path}, nil
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -19,39 +23,68 @@ import (
 
 func newCaptionCmd() *cobra.Command {
 	var (
-		every     time.Duration
-		fps       float64
-		modelDir  string
-		out       string
-		video     string
-		realtime  bool
-		maxBatch  int
-		numBeams  int
-		logLevel  string
-		noProgess bool
+		every      time.Duration
+		fps        float64
+		modelDir   string
+		out        string
+		appendOut  bool
+		video      string
+		realtime   bool
+		maxBatch   int
+		numBeams   int
+		logLevel   string
+		noProgress bool
 	)
 	cmd := &cobra.Command{
 		Use:   "caption INPUT...",
 		Short: "Caption recorded files (or any source URI) to JSONL, no Kafka needed",
 		Long: `Caption replays each INPUT (a file path or any source URI) and writes one JSON record per
-sampled frame to --out (default stdout). Sampling by PTS makes replays deterministic.`,
+sampled frame to --out (default stdout). Sampling by PTS makes replays deterministic.
+
+--out and --video are written beside their targets (NAME.partial.jsonl, NAME.partial.mp4) and
+renamed over them when every input is done, so a rerun replaces the file and a run that fails
+or is interrupted leaves the previous file as it was and says where the partial output is.
+--append appends to --out instead (no partial file). With a live input (rtsp://, device://,
+synth://) an interrupt is how the run ends, so the output is renamed into place then too.
+
+SIGINT or SIGTERM stops reading, captions the frames already read, closes the outputs (a
+playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 		Example: "  lookout caption drive.mp4 --every 1s --model models/demo --out drive.jsonl",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    minArgs(1, "give at least one input: a video file or a source URI"),
 		RunE: func(cmd *cobra.Command, inputs []string) error {
+			f := cmd.Flags()
+			if f.Changed("every") && f.Changed("fps") {
+				return usagef("caption: set either --every or --fps, not both")
+			}
+			if every <= 0 {
+				return usagef("caption: --every must be > 0, got %s (e.g. 500ms, 1s, 2s)", every)
+			}
+			if f.Changed("fps") && (fps <= 0 || fps > 240) {
+				return usagef("caption: --fps must be between 0 and 240 (exclusive of 0), got %g", fps)
+			}
+			if f.Changed("num-beams") && (numBeams < 1 || numBeams > 64) {
+				return usagef("caption: --num-beams must be between 1 and 64, got %d", numBeams)
+			}
+			if maxBatch < 1 || maxBatch > 256 {
+				return usagef("caption: --max-batch must be between 1 and 256, got %d", maxBatch)
+			}
+			if appendOut && (out == "-" || out == "") {
+				return usagef("caption: --append needs --out FILE")
+			}
 			cfg := config.Default()
 			cfg.HTTP.Listen = ""
 			cfg.Log.Level = logLevel
 			cfg.DataDir = "" // one-shot: no checkpoints, no spool
 			cfg.Model.Dir = modelDir
 			cfg.Pipeline.MaxBatch = maxBatch
-			if numBeams > 0 {
+			if f.Changed("num-beams") {
 				cfg.Model.Generation.NumBeams = &numBeams
 			}
-			cfg.Sinks.JSONL.Path = out
-			cfg.Sinks.Video.Path = video
 			if fps > 0 {
 				every = 0
 			}
+			outs := captionOutputs{jsonl: out, video: video, appendJSONL: appendOut}
+			cfg.Sinks.JSONL.Path, cfg.Sinks.Video.Path = outs.writePaths()
 			ids := map[string]int{}
 			for _, in := range inputs {
 				id := inputID(in)
@@ -77,21 +110,132 @@ sampled frame to --out (default stdout). Sampling by PTS makes replays determini
 					return err
 				}
 			}
-			return captionFiles(cmd.Context(), cfg, !noProgess && out != "-" && isTerminal(os.Stderr))
+			if err := outs.prepare(); err != nil {
+				return err
+			}
+			return captionFiles(cmd.Context(), cfg, outs, !noProgress && out != "-" && isTerminal(os.Stderr))
 		},
 	}
 	f := cmd.Flags()
 	f.DurationVar(&every, "every", time.Second, "caption one frame per interval of video time")
 	f.Float64Var(&fps, "fps", 0, "caption N frames per second of video time instead of --every")
 	f.StringVar(&modelDir, "model", "models/demo", "model folder (optimum image-to-text-with-past layout)")
-	f.StringVarP(&out, "out", "o", "-", "JSONL output file, - for stdout")
+	f.StringVarP(&out, "out", "o", "-", "JSONL output file, - for stdout (replaced at the end of the run; see --append)")
+	f.BoolVar(&appendOut, "append", false, "append to --out instead of replacing it")
 	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")
 	f.BoolVar(&realtime, "realtime", false, "pace replays at native speed")
 	f.IntVar(&maxBatch, "max-batch", 8, "largest batch of frames per model call")
-	f.IntVar(&numBeams, "num-beams", 0, "beam search width (default: the model's generation_config.json)")
+	f.IntVar(&numBeams, "num-beams", 0, "beam search width, 1-64 (default: the model's generation_config.json)")
 	f.StringVar(&logLevel, "log-level", "warn", "trace, debug, info, warn or error")
-	f.BoolVar(&noProgess, "no-progress", false, "never show the progress bar")
+	f.BoolVar(&noProgress, "no-progress", false, "never show the progress bar")
 	return cmd
+}
+
+// captionOutputs are caption's output files. Unless appendJSONL, each is
+// written to its partial path and renamed over the target at the end.
+type captionOutputs struct {
+	jsonl, video string
+	appendJSONL  bool
+}
+
+// partialPath is where path is written until the run succeeds:
+// captions.jsonl -> captions.partial.jsonl (the extension stays last, as
+// OpenCV picks the container by it).
+func partialPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".partial" + ext
+}
+
+func (o captionOutputs) replacesJSONL() bool {
+	return o.jsonl != "" && o.jsonl != "-" && !o.appendJSONL
+}
+
+// writePaths are the paths the sinks open.
+func (o captionOutputs) writePaths() (jsonl, video string) {
+	jsonl, video = o.jsonl, o.video
+	if o.replacesJSONL() {
+		jsonl = partialPath(o.jsonl)
+	}
+	if video != "" {
+		video = partialPath(video)
+	}
+	return jsonl, video
+}
+
+// prepare removes partial files an earlier run left, so that the JSONL sink
+// (which appends) starts empty.
+func (o captionOutputs) prepare() error {
+	for flag, target := range map[string]string{"--out": o.jsonl, "--video": o.video} {
+		if target == "" || target == "-" {
+			continue
+		}
+		dir := filepath.Dir(target)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return usagef("caption: %s %s: folder %s does not exist; create it or pick another path", flag, target, dir)
+		}
+		if st, err := os.Stat(target); err == nil && st.IsDir() {
+			return usagef("caption: %s %s is a folder; give a file path", flag, target)
+		}
+	}
+	jsonl, video := o.writePaths()
+	for _, p := range []string{jsonl, video} {
+		if p == "" || p == o.jsonl || p == "-" {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("cannot remove %s left by an earlier run: %v", p, unwrapPath(err))
+		}
+	}
+	return nil
+}
+
+// commit renames the partial files over their targets.
+func (o captionOutputs) commit() error {
+	jsonl, video := o.writePaths()
+	var errs []error
+	if o.replacesJSONL() {
+		if err := os.Rename(jsonl, o.jsonl); err != nil {
+			errs = append(errs, fmt.Errorf("captions are in %s but renaming it to %s failed: %v", jsonl, o.jsonl, unwrapPath(err)))
+		}
+	}
+	if o.video != "" {
+		if _, err := os.Stat(video); err == nil {
+			if err := os.Rename(video, o.video); err != nil {
+				errs = append(errs, fmt.Errorf("annotated video is in %s but renaming it to %s failed: %v", video, o.video, unwrapPath(err)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// partials describes what a run that did not finish left, for its last line.
+func (o captionOutputs) partials(captions int64) string {
+	jsonl, video := o.writePaths()
+	var parts []string
+	switch {
+	case o.replacesJSONL():
+		parts = append(parts, fmt.Sprintf("%d captions kept in %s (%s left as it was)", captions, jsonl, o.jsonl))
+	case o.jsonl != "" && o.jsonl != "-":
+		parts = append(parts, fmt.Sprintf("%d captions appended to %s", captions, o.jsonl))
+	default:
+		parts = append(parts, fmt.Sprintf("%d captions written", captions))
+	}
+	if o.video != "" {
+		if _, err := os.Stat(video); err == nil {
+			parts = append(parts, fmt.Sprintf("annotated video kept in %s", video))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// unwrapPath drops the *fs.PathError wrapper when the message names the
+// path already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // probeInput opens a caption input once and closes it. A file that does not
@@ -138,27 +282,112 @@ func inputID(in string) string {
 	return b.String()
 }
 
-func captionFiles(ctx context.Context, cfg config.Config, progress bool) error {
+// captionFiles runs the one-shot pipeline over cfg's sources, handling
+// SIGINT and SIGTERM like run does, and puts the outputs in place.
+func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, progress bool) (err error) {
 	log := newLogger(os.Stderr, cfg.Log.Level, "auto")
 	svc, err := newService(ctx, cfg, log, serviceOptions{exitWhenDone: true, fromStart: true, failFirstOpen: true})
 	if err != nil {
 		return err
 	}
-	defer svc.Close()
+	closed := false
+	closeSvc := func() {
+		if !closed {
+			closed = true
+			svc.Close()
+		}
+	}
+	defer closeSvc()
+	var captions atomic.Int64
+	var bar *progressbar.ProgressBar
+	var advance func(string, int64)
 	if progress {
-		svc.onDelivered = newReplayProgress(ctx, cfg.Sources)
+		bar, advance = newReplayProgress(ctx, cfg.Sources)
+	}
+	svc.onDelivered = func(id string, pts int64) {
+		captions.Add(1)
+		if advance != nil {
+			advance(id, pts)
+		}
 	}
 	for _, src := range cfg.Sources {
 		if err := svc.AddSource(src); err != nil {
 			return err
 		}
 	}
-	return svc.pipe.Run(ctx)
+
+	var interrupted atomic.Bool
+	sigs := make(chan os.Signal, 2)
+	// Notify also undoes an inherited "ignore SIGINT" (a script's background job).
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigs:
+				if interrupted.CompareAndSwap(false, true) {
+					if bar != nil {
+						_ = bar.Clear()
+					}
+					fmt.Fprintf(os.Stderr, "lookout: %s: finishing the frames already read and closing the outputs (signal again to exit at once)\n", sig)
+					svc.pipe.Stop()
+					continue
+				}
+				svc.killed.Store(true)
+				svc.pipe.Kill()
+			}
+		}
+	}()
+	runErr := svc.pipe.Run(ctx)
+	close(done)
+	closeSvc() // flushes the JSONL file and writes the MP4's index
+	if bar != nil {
+		if runErr == nil && !interrupted.Load() {
+			_ = bar.Finish()
+		} else {
+			_ = bar.Exit()
+			fmt.Fprintln(os.Stderr)
+		}
+	}
+	live := false
+	for _, s := range cfg.Sources {
+		if loc, err := ingest.ParseURI(s.URI); err == nil && loc.Kind.Live() {
+			live = true
+		}
+	}
+	switch {
+	case runErr != nil:
+		return fmt.Errorf("%w; %s", runErr, outs.partials(captions.Load()))
+	case interrupted.Load() && !live:
+		return exitError{code: 130, err: fmt.Errorf("interrupted: %s", outs.partials(captions.Load()))}
+	}
+	if err := outs.commit(); err != nil {
+		return err
+	}
+	if interrupted.Load() {
+		return exitError{code: 130, err: fmt.Errorf("interrupted: %d captions written%s", captions.Load(), outs.written())}
+	}
+	return nil
+}
+
+// written names the files a finished run wrote, for a last line.
+func (o captionOutputs) written() string {
+	var s string
+	if o.jsonl != "" && o.jsonl != "-" {
+		s += " to " + o.jsonl
+	}
+	if o.video != "" {
+		s += ", annotated video to " + o.video
+	}
+	return s
 }
 
 // newReplayProgress shows a progress bar over the total duration of the
 // replayed files, advanced as records are delivered.
-func newReplayProgress(ctx context.Context, sources []config.Source) func(string, int64) {
+func newReplayProgress(ctx context.Context, sources []config.Source) (*progressbar.ProgressBar, func(string, int64)) {
 	var total int64
 	for _, s := range sources {
 		loc, err := ingest.ParseURI(s.URI)
@@ -171,7 +400,7 @@ func newReplayProgress(ctx context.Context, sources []config.Source) func(string
 		}
 	}
 	if total <= 0 {
-		return nil
+		return nil, nil
 	}
 	bar := progressbar.NewOptions64(total,
 		progressbar.OptionSetWriter(os.Stderr),
@@ -182,7 +411,7 @@ func newReplayProgress(ctx context.Context, sources []config.Source) func(string
 	)
 	var mu sync.Mutex
 	last := map[string]int64{}
-	return func(id string, pts int64) {
+	return bar, func(id string, pts int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		_ = bar.Add64(pts - last[id])

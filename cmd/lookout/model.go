@@ -16,6 +16,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"lookout/inference"
+	"lookout/sink"
 )
 
 // modelFlags are the engine options shared by the model subcommands.
@@ -269,7 +270,8 @@ func newModelCheckCmd() *cobra.Command {
 					b, _ := json.Marshal(struct {
 						Image string `json:"image"`
 						inference.Result
-					}{args[1+i], r})
+						Confidence float64 `json:"confidence"`
+					}{args[1+i], r, sink.ConfidenceFromMeanLogProb(r.MeanLogProb)})
 					fmt.Fprintln(out, string(b))
 					continue
 				}
@@ -282,7 +284,7 @@ func newModelCheckCmd() *cobra.Command {
 				for _, k := range keys {
 					attrs += fmt.Sprintf(" %s=%s(%.2f)", k, r.Attributes[k].Value, r.Attributes[k].Prob)
 				}
-				fmt.Fprintf(out, "%s\t%s\t(confidence %.3f, %d tokens, %s)%s\n", args[1+i], r.Caption, r.Confidence, len(r.Tokens),
+				fmt.Fprintf(out, "%s\t%s\t(confidence %.3f, %d tokens, %s)%s\n", args[1+i], r.Caption, sink.ConfidenceFromMeanLogProb(r.MeanLogProb), len(r.Tokens),
 					(r.Timings.Preprocess + r.Timings.Encode + r.Timings.Decode).Round(time.Microsecond), attrs)
 			}
 			return nil

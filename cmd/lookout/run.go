@@ -24,10 +24,12 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Run the captioning service",
-		Long: `Run captions every configured source and delivers records to the configured sinks
+		Long: `Captions every configured source and delivers the records to the configured sinks
 until SIGINT or SIGTERM (graceful: queued frames are captioned and sinks flushed; a second
-signal exits at once). SIGHUP reloads the sources from the config file.`,
-		Args: cobra.NoArgs,
+signal exits at once). SIGHUP reloads the sources from the config file: the running sources
+become exactly the file's, so sources added with POST /sources stop at the next SIGHUP
+unless the file lists them too.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
 				return usagef("run: --config is required (examples in configs/)")
@@ -39,7 +41,11 @@ signal exits at once). SIGHUP reloads the sources from the config file.`,
 			// Check the source URIs before the model loads: a bad URI is a
 			// configuration error (exit 2, one line), not a runtime failure.
 			for i, s := range cfg.Sources {
-				if _, err := ingest.ParseURI(s.URI); err != nil {
+				loc, err := ingest.ParseURI(s.URI)
+				if err == nil {
+					err = checkFileInput(loc)
+				}
+				if err != nil {
 					return usagef("config %s: sources[%d].uri: %w", cfgPath, i, err)
 				}
 			}

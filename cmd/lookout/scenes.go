@@ -24,7 +24,7 @@ func newScenesCmd() *cobra.Command {
 		Short: "Render synthetic scenes with known captions and score captions against them",
 		Long: `Synthetic scenes are procedurally drawn video whose true caption is known for
 every frame (docs/SCENES.md). Domains: driving, surveillance.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newScenesVideoCmd(), newScenesDatasetCmd(), newScenesScoreCmd())
@@ -43,7 +43,7 @@ func newScenesVideoCmd() *cobra.Command {
 		Short: "Write an H.264 MP4 of a scene and its per-frame truth (X.mp4 -> X.truth.jsonl)",
 		Example: "  lookout scenes video --domain driving --seed 7 --duration 60s --size 1280x720 --fps 30 --out clip.mp4\n" +
 			"  lookout scenes score --truth clip.truth.jsonl --captions captions.jsonl",
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := synth.ParseDomain(domain)
 			if err != nil {
@@ -109,7 +109,7 @@ func newScenesDatasetCmd() *cobra.Command {
 		Use:     "dataset",
 		Short:   "Render independent random samples as PNG images plus captions.jsonl and schema.json",
 		Example: "  lookout scenes dataset --domain both --n 5000 --seed 1 --size 640x360 --store-size 64x64 --out data/train",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var domains []synth.Domain
 			if domain == "both" {
@@ -178,7 +178,7 @@ func newScenesScoreCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "score",
 		Short: "Score caption records against a clip's truth; the last line is exact_match=... slot_accuracy=... frames=N",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if truthPath == "" || capPath == "" {
 				return usagef("--truth and --captions are both required")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,9 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 
 	s.model, err = inference.Load(cfg.Model.Dir, modelOptions(cfg.Model, log))
 	if err != nil {
+		if _, serr := os.Stat(cfg.Model.Dir); errors.Is(serr, fs.ErrNotExist) {
+			err = usageError{err} // a wrong path in the config or on the command line, as in `model info`
+		}
 		return s, err
 	}
 	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", cfg.Model.Dir).Msg("model loaded")
@@ -297,6 +301,9 @@ func (s *service) SourceIDs() []string {
 func (s *service) desired(src config.Source) (pipeline.Desired, error) {
 	loc, err := ingest.ParseURI(src.URI)
 	if err != nil {
+		return pipeline.Desired{}, fmt.Errorf("source %s: %w", src.ID, err)
+	}
+	if err := checkFileInput(loc); err != nil {
 		return pipeline.Desired{}, fmt.Errorf("source %s: %w", src.ID, err)
 	}
 	var startAt int64 = -1

@@ -2,6 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"lookout/ingest"
@@ -30,4 +35,27 @@ func openSampled(ctx context.Context, spec ingest.SourceSpec, sc ingest.SampleCo
 		smp.ResumeAfter(resume)
 	}
 	return smp, nil
+}
+
+// checkFileInput refuses a file source whose file is not there (a replay
+// would fail at once and leave nothing running). Other kinds pass: a camera
+// may come up later.
+func checkFileInput(loc ingest.Location) error {
+	if loc.Kind != ingest.KindFile {
+		return nil
+	}
+	st, err := os.Stat(loc.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if !filepath.IsAbs(loc.Path) {
+			abs, _ := filepath.Abs(loc.Path)
+			return fmt.Errorf("file %s does not exist (looked for %s): check the path", loc.Path, abs)
+		}
+		return fmt.Errorf("file %s does not exist: check the path", loc.Path)
+	case err != nil:
+		return fmt.Errorf("file %s: %v", loc.Path, unwrapPath(err))
+	case st.IsDir():
+		return fmt.Errorf("file %s is a folder: give a video file", loc.Path)
+	}
+	return nil
 }

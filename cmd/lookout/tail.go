@@ -49,7 +49,7 @@ when --timeout passes before --count records arrived, or when Kafka cannot
 be reached.`,
 		Example: `  lookout tail --brokers 127.0.0.1:9092 --topic lookout.captions
   lookout tail --topic lookout.captions --from-beginning --count 10 --timeout 30s --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
 				return err
