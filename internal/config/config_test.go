@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +63,7 @@ func TestBadConfigsNameTheField(t *testing.T) {
 		{"sinks: {kafka: {enabled: true, sasl: {mechanism: scram-sha-512, username: u}}}\n", "sinks.kafka.sasl.password"},
 		{"sinks: {}\n", "sinks"},
 		{"sourcez: []\n" + base, "sourcez"},
-		{"pipeline: {max_wait: soon}\n" + base, "invalid YAML"},
+		{"pipeline: {max_wait: soon}\n" + base, "pipeline.max_wait"},
 		{"sources: [{id: a, uri: 'rtsp://u:${NOPE}@h/x'}]\n" + base, "NOPE"},
 	}
 	for _, tc := range cases {
@@ -72,6 +74,141 @@ func TestBadConfigsNameTheField(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.field) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: error %q does not name %s on one line", tc.yaml, err, tc.field)
+		}
+	}
+}
+
+// TestConfigErrorMessages pins the exact text of config errors: file:line,
+// the field path, and what is wrong in lookout's words; one line per
+// distinct mistake.
+func TestConfigErrorMessages(t *testing.T) {
+	const sink = "sinks: {jsonl: {path: '-'}}\n"
+	const known = "(known: id, uri, every, fps, realtime, labels, topic)"
+	cases := []struct{ name, yaml, want string }{
+		{"unknown field", "sources:\n  - id: a\n    uri: x\n    decode: true\n" + sink,
+			`c.yaml:4: sources[0]: unknown field "decode" ` + known},
+		{"misspelt field", "sources:\n  - id: a\n    uri: x\n    evry: 1s\n" + sink,
+			`c.yaml:4: sources[0]: unknown field "evry"; did you mean "every"? ` + known},
+		{"misspelt top-level field", "sourcez: []\n" + sink,
+			`c.yaml:1: unknown field "sourcez"; did you mean "sources"? (known: data_dir, log, http, model, pipeline, sources, sinks)`},
+		{"swapped letters", "sources: [{id: a, uri: x, fsp: 2}]\n" + sink,
+			`c.yaml:1: sources[0]: unknown field "fsp"; did you mean "fps"? ` + known},
+		{"unknown nested field", "sinks:\n  jsonl: {path: x}\n  kafka:\n    tls: {ca: x}\n",
+			`c.yaml:4: sinks.kafka.tls: unknown field "ca" (known: enabled, ca_file, cert_file, key_file, insecure_skip_verify)`},
+		{"wrong type: duration", "sources:\n  - id: a\n    uri: x\n    every: fast\n" + sink,
+			`c.yaml:4: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`},
+		{"wrong type: integer", "pipeline: {workers: many}\n" + sink,
+			`c.yaml:1: pipeline.workers: "many" is not an integer`},
+		{"wrong type: fraction for integer", "pipeline:\n  max_batch: 1.5\n" + sink,
+			`c.yaml:2: pipeline.max_batch: "1.5" is not an integer`},
+		{"wrong type: bool", sink + "model: {allow_cpu_fallback: sure}\n",
+			`c.yaml:2: model.allow_cpu_fallback: "sure" is not true or false`},
+		{"wrong type: list", "sources: x\n" + sink,
+			`c.yaml:1: sources: "x" is not a list (one "- item" line each, or [a, b])`},
+		{"wrong type: mapping", "model: models/demo\n" + sink,
+			`c.yaml:1: model: "models/demo" is not a mapping (key: value lines, or {key: value})`},
+		{"duplicate source id", "sources:\n  - id: cam1\n    uri: x\n  - id: cam2\n    uri: y\n  - id: cam1\n    uri: z\n" + sink,
+			`c.yaml:6: sources[2].id: "cam1" is used by another source (line 2)`},
+		{"key set twice", "sources:\n  - id: a\n    uri: x\n    uri: y\n" + sink,
+			`c.yaml:4: sources[0].uri: set twice (first on line 3); keep one`},
+		{"syntax: unclosed list", "sources: [\n",
+			`c.yaml:1: invalid YAML: did not find expected node content`},
+		{"syntax: colon in a value", "sources:\n  - id: a\n    uri: rtsp://h/x?a: b\n",
+			`c.yaml:3: invalid YAML: a ":" where none may be (check the indentation, or quote a value holding ": ")`},
+		{"syntax: bad indentation", "model:\n  dir: x\n provider: cpu\n",
+			`c.yaml:3: invalid YAML: a line in this block is indented unlike the keys before it`},
+		{"two distinct mistakes", "pipeline:\n  workers: many\nsources:\n  - {id: a, uri: x, decode: 1}\n" + sink,
+			"c.yaml:2: pipeline.workers: \"many\" is not an integer\n" +
+				`c.yaml:4: sources[0]: unknown field "decode" ` + known},
+		{"same mistake in three sources: once", "sources:\n  - {id: a, uri: x, decode: 1}\n  - {id: b, uri: x, decode: 1}\n  - {id: c, uri: x, decode: 1}\n" + sink,
+			`c.yaml:2: sources[0]: unknown field "decode" ` + known},
+		{"invalid value", "pipeline:\n  max_batch: 0\n" + sink,
+			`c.yaml:2: pipeline.max_batch: must be between 1 and 256, got 0`},
+		{"invalid value, field not in the file", "log: {level: info}\n",
+			`c.yaml: sinks: enable at least one of kafka, jsonl, video`},
+		{"unset environment variable", "sources:\n  - {id: a, uri: 'rtsp://u:${NOPE}@h/x'}\n" + sink,
+			`c.yaml:2: environment variable NOPE is referenced but not set; export it or remove the reference`},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			_, err := parse("c.yaml", []byte(tc.yaml), env(nil))
+			if err == nil {
+				t.Fatalf("no error, want:\n%s", tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestManyMistakesAreCapped(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("sources:\n")
+	for i := range 15 {
+		fmt.Fprintf(&b, "  - {id: s%d, uri: x, bad%d: 1}\n", i, i)
+	}
+	_, err := parse("c.yaml", []byte(b.String()), env(nil))
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxReported+1 || lines[maxReported] != "c.yaml: 5 more mistakes not shown; fix these first" {
+		t.Fatalf("got %d lines:\n%s", len(lines), err)
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Line != 2 || fe.Path != "sources[0]" {
+		t.Errorf("errors.As: %+v", fe)
+	}
+}
+
+func TestParseSourceErrors(t *testing.T) {
+	const known = "(known: id, uri, every, fps, realtime, labels, topic)"
+	cases := []struct{ body, want string }{
+		{`{"id":"a","uri":"x","evry":"1s"}`, `source: line 1: unknown field "evry"; did you mean "every"? ` + known},
+		{`{"id":"a","uri":"x","every":"fast"}`, `source: line 1: every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`},
+		{`{"uri":"x"}`, `source: id: "" must be non-empty and use only letters, digits, '.', '_' and '-'`},
+		{"id: a\nuri: x\nfps: 900\n", `source: line 3: fps: must be between 0 and 240, got 900`},
+		{`{"id":"a"`, `source: line 1: invalid YAML: a "{" mapping is not closed by "}" (or lacks a ",")`},
+		{"id: a\nurl: x\nevry: 1s\n", "source: line 2: unknown field \"url\"; did you mean \"uri\"? " + known + "\n" +
+			"source: line 3: unknown field \"evry\"; did you mean \"every\"? " + known},
+	}
+	for _, tc := range cases {
+		_, err := ParseSource([]byte(tc.body))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s:\n got %v\nwant %s", tc.body, err, tc.want)
+		}
+	}
+	s, err := ParseSource([]byte(`{"id":"cam2","uri":"rtsp://h/x","every":"2s","labels":{"zone":"gate"}}`))
+	if err != nil || s.ID != "cam2" || s.Every != 2*time.Second || s.Labels["zone"] != "gate" {
+		t.Errorf("good body: %+v, %v", s, err)
+	}
+}
+
+// TestDecodeStrictOtherDocuments: the machinery serves any struct with yaml
+// tags, not only Config.
+func TestDecodeStrictOtherDocuments(t *testing.T) {
+	type rule struct {
+		Match string        `yaml:"match"`
+		After time.Duration `yaml:"after"`
+	}
+	type rules struct {
+		Rules []rule `yaml:"rules"`
+	}
+	r := rules{}
+	err := DecodeStrict("rules.yaml", []byte("rules:\n  - match: car\n    afterr: 1s\n"), &r)
+	want := `rules.yaml:3: rules[0]: unknown field "afterr"; did you mean "after"? (known: match, after)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	if err := DecodeStrict("rules.yaml", []byte("rules: [{match: car, after: 1s}]\n"), &r); err != nil || r.Rules[0].After != time.Second {
+		t.Errorf("good document: %+v, %v", r, err)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	known := []string{"id", "uri", "every", "fps", "max_batch"}
+	for in, want := range map[string]string{"evry": "every", "Every": "every", "eveyr": "every", "ur": "uri", "fsp": "fps",
+		"max-batch": "max_batch", "maxbatch": "max_batch", "x": "", "decode": "", "idd": "id"} {
+		if got := suggest(in, known); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -117,8 +254,18 @@ func FuzzParse(f *testing.F) {
 			if verr := c.Validate(); verr != nil {
 				t.Fatalf("Parse accepted a config Validate rejects: %v", verr)
 			}
-		} else if strings.Contains(err.Error(), "\n") {
-			t.Fatalf("multi-line error: %q", err)
+			return
+		}
+		// One distinct mistake a line, each in lookout's words: never a
+		// Go type name, never an empty line.
+		lines := strings.Split(err.Error(), "\n")
+		if len(lines) > maxReported+1 {
+			t.Fatalf("%d lines: %q", len(lines), err)
+		}
+		for _, l := range lines {
+			if strings.TrimSpace(l) == "" || strings.Contains(l, "config.") || strings.Contains(l, "unmarshal") {
+				t.Fatalf("bad error line %q in %q", l, err)
+			}
 		}
 	})
 }
