@@ -40,7 +40,7 @@ signal exits at once). SIGHUP reloads the sources from the config file.`,
 			// configuration error (exit 2, one line), not a runtime failure.
 			for i, s := range cfg.Sources {
 				if _, err := ingest.ParseURI(s.URI); err != nil {
-					return usagef("config %s: sources[%d].uri: %w", cfgPath, i, err)
+					return usageError{cfg.SourceErr(i, "uri", err)}
 				}
 			}
 			if logFormat != "" {

@@ -338,6 +338,12 @@ func (c Config) FieldErr(field string, err error) *FieldError {
 	return &FieldError{File: c.origin.file, Line: c.origin.line(field), Path: field, Err: err}
 }
 
+// SourceErr is FieldErr for a field of sources[i]: SourceErr(0, "uri", err)
+// reads "site.yaml:7: sources[0].uri: <err>".
+func (c Config) SourceErr(i int, field string, err error) *FieldError {
+	return c.FieldErr(fmt.Sprintf("sources[%d].%s", i, field), err)
+}
+
 // placed turns a validation problem into a FieldError at its line.
 func (c Config) placed(p problem) *FieldError {
 	msg := p.msg

@@ -227,6 +227,140 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
+// TestLoadResolvesPathsAgainstTheFile: paths written in a config are
+// relative to its folder, whatever the working directory; URIs with a
+// scheme, "-" and defaults the file leaves alone are not touched.
+func TestLoadResolvesPathsAgainstTheFile(t *testing.T) {
+	root := t.TempDir()
+	conf := filepath.Join(root, "conf")
+	if err := os.MkdirAll(conf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	body := `data_dir: state
+model: {dir: ../m, library: lib/libonnxruntime.so}
+sources:
+  - {id: clip, uri: clips/a.mp4}
+  - {id: abs, uri: /videos/b.mp4}
+  - {id: fileuri, uri: "file:///videos/c.mp4"}
+  - {id: cam, uri: "rtsp://h/x"}
+  - {id: syn, uri: "synth://driving"}
+  - {id: dev, uri: "device://0"}
+sinks:
+  jsonl: {path: out/records.jsonl}
+  video: {path: ../v.mp4}
+  kafka:
+    enabled: true
+    tls: {enabled: true, ca_file: ca.pem, cert_file: /etc/c.pem}
+    sasl: {mechanism: plain, username: u, password_file: secret}
+`
+	if err := os.WriteFile(filepath.Join(conf, "c.yaml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := func(c Config) {
+		t.Helper()
+		got := map[string]string{
+			"data_dir": c.DataDir, "model.dir": c.Model.Dir, "model.library": c.Model.Library,
+			"jsonl": c.Sinks.JSONL.Path, "video": c.Sinks.Video.Path,
+			"ca_file": c.Sinks.Kafka.TLS.CAFile, "cert_file": c.Sinks.Kafka.TLS.CertFile, "key_file": c.Sinks.Kafka.TLS.KeyFile,
+			"password_file": c.Sinks.Kafka.SASL.PasswordFile,
+		}
+		for i, s := range c.Sources {
+			got[s.ID] = c.Sources[i].URI
+		}
+		for k, v := range map[string]string{
+			"data_dir": conf + "/state", "model.dir": root + "/m", "model.library": conf + "/lib/libonnxruntime.so",
+			"jsonl": conf + "/out/records.jsonl", "video": root + "/v.mp4",
+			"ca_file": conf + "/ca.pem", "cert_file": "/etc/c.pem", "key_file": "", "password_file": conf + "/secret",
+			"clip": conf + "/clips/a.mp4", "abs": "/videos/b.mp4", "fileuri": "file:///videos/c.mp4",
+			"cam": "rtsp://h/x", "syn": "synth://driving", "dev": "device://0",
+		} {
+			if got[k] != v {
+				t.Errorf("%s = %q, want %q", k, got[k], v)
+			}
+		}
+	}
+	c, err := Load(filepath.Join(conf, "c.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(c)
+	// From another working directory, with the file named relatively.
+	other := filepath.Join(root, "elsewhere", "deeper")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(other)
+	c, err = Load("../../conf/c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(c)
+
+	// Defaults the file does not set stay relative to the working
+	// directory; "-" stays stdout.
+	if err := os.WriteFile(filepath.Join(conf, "d.yaml"), []byte("sinks: {jsonl: {path: '-'}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load("../../conf/d.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "lookout-data" || c.Model.Dir != "models/demo" || c.Sinks.JSONL.Path != "-" {
+		t.Errorf("defaults changed: data_dir %q, model.dir %q, jsonl %q", c.DataDir, c.Model.Dir, c.Sinks.JSONL.Path)
+	}
+}
+
+// TestLoadPlacesErrorsInTheFile: Load's errors name the file as given and
+// the line, also for checks made outside the package (FieldErr).
+func TestLoadPlacesErrorsInTheFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile("c.yaml", []byte("sources:\n  - id: a\n    uri: gopher://x\n  - id: a\n    uri: y\nsinks: {jsonl: {path: '-'}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load("c.yaml")
+	if want := `c.yaml:4: sources[1].id: "a" is used by another source (line 2)`; err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	if err := os.WriteFile("c.yaml", []byte("sources:\n  - id: a\n    uri: gopher://x\nsinks: {jsonl: {path: '-'}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load("c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := c.FieldErr("sources[0].uri", errors.New("unsupported scheme"))
+	if want := "c.yaml:3: sources[0].uri: unsupported scheme"; fe.Error() != want {
+		t.Errorf("got %s\nwant %s", fe, want)
+	}
+	if got, want := c.FieldErr("sources[0].topic", errors.New("x")).Error(), "c.yaml:2: sources[0].topic: x"; got != want {
+		t.Errorf("an unset field falls back to its source's line: got %s, want %s", got, want)
+	}
+}
+
+// TestShippedExamplesLoadFromAnyFolder: the configs in configs/ name the
+// repository's model and data folders relative to themselves.
+func TestShippedExamplesLoadFromAnyFolder(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAM_PASSWORD", "x")
+	t.Setenv("LOOKOUT_HTTP_TOKEN", "x")
+	t.Chdir(t.TempDir())
+	files, _ := filepath.Glob(filepath.Join(repo, "configs", "*.yaml"))
+	for _, f := range files {
+		c, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if c.Model.Dir != "/opt/lookout/models/demo" && c.Model.Dir != filepath.Join(repo, "models", "demo") {
+			t.Errorf("%s: model.dir resolves to %s, want %s/models/demo", f, c.Model.Dir, repo)
+		}
+	}
+}
+
 func TestShippedExamplesAreValid(t *testing.T) {
 	files, _ := filepath.Glob("../../configs/*.yaml")
 	if len(files) == 0 {
