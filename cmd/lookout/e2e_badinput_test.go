@@ -110,7 +110,7 @@ func TestE2EBadInputs(t *testing.T) {
 		"unknown config field":     `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "decode" (known: id, uri, every, fps, realtime, labels, topic)`,
 		"misspelt config field":    `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, realtime, labels, topic)`,
 		"wrong type in config":     `lookout: $TMP/type.yaml:7: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`,
-		"invalid YAML":             "lookout: $TMP/yaml.yaml:4: invalid YAML: did not find expected node content",
+		"invalid YAML":             "lookout: $TMP/yaml.yaml:4: invalid YAML: a value is missing (an unclosed \"[\" or \"{\", or a stray \"-\" or \",\")",
 		"duplicate source id":      `lookout: $TMP/dup.yaml:6: sources[1].id: "a" is used by another source (line 5)`,
 		"bad source URI in config": `lookout: $TMP/uri.yaml:5: sources[0].uri: source "gopher://x/y": unsupported scheme "gopher": use a file path, file:///abs/path, rtsp://host/path, device://N, /dev/videoN or synth://driving`,
 		"relative model folder, resolved against the config's folder": "lookout: model $TMP/empty-model: encoder_model.onnx: missing; export the model with optimum task image-to-text-with-past",

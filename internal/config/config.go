@@ -2,7 +2,10 @@
 //
 // Every field documents its default. Strings may reference environment
 // variables as ${NAME}, so secrets (RTSP and SASL passwords) stay out of the
-// file; SASL passwords may also come from a file.
+// file; SASL passwords may also come from a file. Relative paths written in
+// a file are relative to its folder (Load). Errors name the file, line and
+// field of each distinct mistake; DecodeStrict does the same for any other
+// YAML document lookout reads.
 package config
 
 import (
@@ -20,7 +23,8 @@ import (
 // Config is the whole of lookout.yaml.
 type Config struct {
 	// DataDir holds service state: the Kafka spool and replay checkpoints.
-	// Default "lookout-data".
+	// Relative to the config file's folder when set there (as every path
+	// below). Default "lookout-data", relative to the working directory.
 	DataDir string `yaml:"data_dir"`
 	Log     Log    `yaml:"log"`
 	HTTP    HTTP   `yaml:"http"`
@@ -55,8 +59,9 @@ type HTTP struct {
 
 // Model selects and tunes the captioning model.
 type Model struct {
-	// Dir is a model folder in optimum's image-to-text-with-past layout.
-	// Default "models/demo".
+	// Dir is a model folder in optimum's image-to-text-with-past layout,
+	// relative to the config file's folder. Default "models/demo", relative
+	// to the working directory.
 	Dir string `yaml:"dir"`
 	// Provider is cpu|cuda|tensorrt. Default "cpu".
 	Provider string `yaml:"provider"`
@@ -76,8 +81,9 @@ type Model struct {
 	Resize string `yaml:"resize"`
 	// GraphOptimization is all, extended, basic or disable. Default "all".
 	GraphOptimization string `yaml:"graph_optimization"`
-	// Library is the ONNX Runtime shared library. Default: $LOOKOUT_ORT_LIB,
-	// else .state/ort/libonnxruntime.so under the repository.
+	// Library is the ONNX Runtime shared library, relative to the config
+	// file's folder. Default: $LOOKOUT_ORT_LIB, else
+	// .state/ort/libonnxruntime.so under the repository.
 	Library string `yaml:"library"`
 	// Generation overrides generation_config.json; unset fields keep the
 	// model's values.
@@ -114,7 +120,9 @@ type Source struct {
 	// Required, unique, [A-Za-z0-9._-]+.
 	ID string `yaml:"id"`
 	// URI is file:///path or a path, rtsp://host/path, device://N or
-	// /dev/videoN, or synth://driving?seed=1&fps=30&size=1280x720.
+	// /dev/videoN, or synth://driving?seed=1&fps=30&size=1280x720. A
+	// relative path is relative to the config file's folder (to the working
+	// directory for POST /sources).
 	URI string `yaml:"uri"`
 	// Every samples one frame per interval of stream time. Default 1s when
 	// FPS is 0.
@@ -158,7 +166,8 @@ type Kafka struct {
 	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
 }
 
-// TLS configures encryption to the brokers.
+// TLS configures encryption to the brokers. Relative file names are
+// relative to the config file's folder.
 type TLS struct {
 	Enabled            bool   `yaml:"enabled"`
 	CAFile             string `yaml:"ca_file"`
@@ -173,7 +182,8 @@ type SASL struct {
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
 	// Password; prefer ${ENV} or PasswordFile. Default ${LOOKOUT_KAFKA_PASSWORD}.
-	Password     string `yaml:"password"`
+	Password string `yaml:"password"`
+	// PasswordFile holds the password, relative to the config file's folder.
 	PasswordFile string `yaml:"password_file"`
 }
 
@@ -191,13 +201,15 @@ func redacted(s string) string {
 
 // JSONL configures the JSON-lines sink.
 type JSONL struct {
-	// Path is a file, or "-" for stdout. Empty disables the sink.
+	// Path is a file, relative to the config file's folder, or "-" for
+	// stdout. Empty disables the sink.
 	Path string `yaml:"path"`
 }
 
 // Video configures the annotated-video sink.
 type Video struct {
-	// Path of the annotated MP4; empty disables the sink.
+	// Path of the annotated MP4, relative to the config file's folder; empty
+	// disables the sink.
 	Path string `yaml:"path"`
 }
 

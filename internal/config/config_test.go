@@ -112,7 +112,7 @@ func TestConfigErrorMessages(t *testing.T) {
 		{"key set twice", "sources:\n  - id: a\n    uri: x\n    uri: y\n" + sink,
 			`c.yaml:4: sources[0].uri: set twice (first on line 3); keep one`},
 		{"syntax: unclosed list", "sources: [\n",
-			`c.yaml:1: invalid YAML: did not find expected node content`},
+			`c.yaml:1: invalid YAML: a value is missing (an unclosed "[" or "{", or a stray "-" or ",")`},
 		{"syntax: colon in a value", "sources:\n  - id: a\n    uri: rtsp://h/x?a: b\n",
 			`c.yaml:3: invalid YAML: a ":" where none may be (check the indentation, or quote a value holding ": ")`},
 		{"syntax: bad indentation", "model:\n  dir: x\n provider: cpu\n",

@@ -146,6 +146,7 @@ var syntaxHints = map[string]string{
 	"did not find expected ',' or ']'":                `a "[" list is not closed by "]" (or lacks a ",")`,
 	"did not find expected ',' or '}'":                `a "{" mapping is not closed by "}" (or lacks a ",")`,
 	"found a tab character that violates indentation": "a tab indents a line near here; indent with spaces",
+	"did not find expected node content":              `a value is missing (an unclosed "[" or "{", or a stray "-" or ",")`,
 }
 
 // parserErrors are the complaints of libyaml's parser, whose lines yaml
