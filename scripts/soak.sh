@@ -22,7 +22,7 @@ secs() { local v=$1; case $v in *m) echo $(( ${v%m} * 60 ));; *s) echo "${v%s}";
 total=$(secs "$dur"); step=$(secs "$interval")
 
 {
-  echo "data_dir: $out/data"
+  echo "data_dir: data"   # paths in a config are relative to its folder, $out
   echo "log: {level: warn, format: json}"
   echo "http: {listen: 127.0.0.1:$port}"
   echo "pipeline: {max_batch: 8, max_wait: 100ms}"
@@ -31,7 +31,7 @@ total=$(secs "$dur"); step=$(secs "$interval")
     echo "  - {id: road-$i, uri: 'synth://driving?seed=$((100 + i))&fps=15&size=1280x720', every: 1s}"
     echo "  - {id: lot-$i, uri: 'synth://surveillance?seed=$((200 + i))&fps=15&size=1280x720', every: 1s}"
   done
-  echo "sinks: {jsonl: {path: $out/records.jsonl}}"
+  echo "sinks: {jsonl: {path: records.jsonl}}"
 } >"$out/soak.yaml"
 
 bin/lookout run --config "$out/soak.yaml" 2>"$out/lookout.log" &

@@ -40,7 +40,7 @@ func TestE2EBadInputs(t *testing.T) {
 	}
 	emptyModel := filepath.Join(dir, "empty-model")
 	badModel := filepath.Join(dir, "bad-config-model")
-	for _, d := range []string{emptyModel, badModel} {
+	for _, d := range []string{emptyModel, badModel, filepath.Join(dir, "conf")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,9 @@ func TestE2EBadInputs(t *testing.T) {
 		{"missing config file", []string{"run", "--config", filepath.Join(dir, "nope.yaml")}, 2, []string{"nope.yaml", "not found"}, 0},
 		{"no --config", []string{"run"}, 2, []string{"--config"}, 0},
 		{"invalid config field", []string{"run", "--config", config("max-batch", "pipeline: {max_batch: 0}\n"+okSources+okSinks)}, 2, []string{"pipeline.max_batch"}, 0},
-		{"unknown config field", []string{"run", "--config", config("unknown", okSources+"sinks:\n  jsonl: {pathh: x}\n")}, 2, []string{"pathh"}, 0},
+		{"unknown config field", []string{"run", "--config", config("unknown", "sources:\n  - {id: a, uri: \"synth://driving\", decode: gpu}\n"+okSinks)}, 2, []string{"decode"}, 0},
+		{"misspelt config field", []string{"run", "--config", config("misspelt", "sources:\n  - id: a\n    uri: \"synth://driving\"\n    evry: 1s\n"+okSinks)}, 2, []string{"evry", "every"}, 0},
+		{"wrong type in config", []string{"run", "--config", config("type", "sources:\n  - id: a\n    uri: \"synth://driving\"\n    every: fast\n"+okSinks)}, 2, []string{"sources[0].every", "fast"}, 0},
 		{"invalid YAML", []string{"run", "--config", config("yaml", "sources: [\n")}, 2, []string{"YAML"}, 0},
 		{"duplicate source id", []string{"run", "--config", config("dup", "sources:\n  - {id: a, uri: \"synth://driving\"}\n  - {id: a, uri: \"synth://driving\"}\n"+okSinks)}, 2, []string{"sources[1].id"}, 0},
 		{"every and fps both set", []string{"run", "--config", config("both", "sources:\n  - {id: a, uri: \"synth://driving\", every: 1s, fps: 2}\n"+okSinks)}, 2, []string{"sources[0].every"}, 0},
@@ -87,6 +89,7 @@ func TestE2EBadInputs(t *testing.T) {
 		{"broker address not host:port", []string{"run", "--config", config("broker", okSources+"sinks:\n  kafka: {enabled: true, brokers: [\"nohost\"]}\n")}, 2, []string{"sinks.kafka.brokers", "nohost"}, 0},
 		{"http.listen off loopback without token", []string{"run", "--config", e2eWriteFile(t, filepath.Join(dir, "http.yaml"), fmt.Sprintf("http: {listen: \"0.0.0.0:9999\"}\nmodel: {dir: %s}\n%s%s", model, okSources, okSinks))}, 2, []string{"http.token"}, 0},
 		{"wrong model folder in config (empty)", []string{"run", "--config", e2eWriteFile(t, filepath.Join(dir, "model.yaml"), fmt.Sprintf("data_dir: %s/data\nhttp: {listen: \"\"}\nmodel: {dir: %s}\n%s%s", dir, emptyModel, okSources, okSinks))}, 1, []string{"empty-model", "encoder_model.onnx"}, 0},
+		{"relative model folder, resolved against the config's folder", []string{"run", "--config", e2eWriteFile(t, filepath.Join(dir, "conf", "rel.yaml"), "data_dir: data\nhttp: {listen: \"\"}\nmodel: {dir: ../empty-model}\n"+okSources+okSinks)}, 1, []string{"empty-model"}, 0},
 		{"wrong model folder (empty dir)", []string{"caption", video, "--model", emptyModel}, 1, []string{"empty-model", "encoder_model.onnx"}, 0},
 		{"wrong model folder (bad config.json)", []string{"caption", video, "--model", badModel}, 1, []string{"bad-config-model", "config.json"}, 0},
 		{"model info on a missing folder", []string{"model", "info", filepath.Join(dir, "no-model")}, 2, []string{"no-model"}, 0},
@@ -100,6 +103,18 @@ func TestE2EBadInputs(t *testing.T) {
 		{"tail: unreachable broker", []string{"tail", "--brokers", "127.0.0.1:1", "--topic", "x", "--timeout", "3s"}, 1, []string{"127.0.0.1:1"}, 0},
 		{"tail: broker not host:port", []string{"tail", "--brokers", "nohost", "--topic", "x"}, 2, []string{"nohost"}, 0},
 	}
+	// exact holds the whole stderr line of the config rows ($TMP for dir):
+	// the wording docs/RELIABILITY.md shows.
+	exact := map[string]string{
+		"invalid config field":     "lookout: $TMP/max-batch.yaml:4: pipeline.max_batch: must be between 1 and 256, got 0",
+		"unknown config field":     `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "decode" (known: id, uri, every, fps, realtime, labels, topic)`,
+		"misspelt config field":    `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, realtime, labels, topic)`,
+		"wrong type in config":     `lookout: $TMP/type.yaml:7: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`,
+		"invalid YAML":             "lookout: $TMP/yaml.yaml:4: invalid YAML: a value is missing (an unclosed \"[\" or \"{\", or a stray \"-\" or \",\")",
+		"duplicate source id":      `lookout: $TMP/dup.yaml:6: sources[1].id: "a" is used by another source (line 5)`,
+		"bad source URI in config": `lookout: $TMP/uri.yaml:5: sources[0].uri: source "gopher://x/y": unsupported scheme "gopher": use a file path, file:///abs/path, rtsp://host/path, device://N, /dev/videoN or synth://driving`,
+		"relative model folder, resolved against the config's folder": "lookout: model $TMP/empty-model: encoder_model.onnx: missing; export the model with optimum task image-to-text-with-past",
+	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			limit := c.limit
@@ -108,6 +123,11 @@ func TestE2EBadInputs(t *testing.T) {
 			}
 			code, stdout, stderr, took := e2eRunLookout(t, dir, limit+15*time.Second, c.args...)
 			e2eCheckOneLineError(t, c, code, stdout, stderr)
+			if want, ok := exact[c.name]; ok {
+				if got := strings.TrimSpace(strings.ReplaceAll(stderr, dir, "$TMP")); got != want {
+					t.Errorf("stderr:\n%s\nwant:\n%s", got, want)
+				}
+			}
 			if took > limit {
 				t.Errorf("took %.1fs, want under %s", took.Seconds(), limit)
 			}

@@ -46,7 +46,7 @@ unless the file lists them too.`,
 					err = checkFileInput(loc)
 				}
 				if err != nil {
-					return usagef("config %s: sources[%d].uri: %w", cfgPath, i, err)
+					return usageError{cfg.SourceErr(i, "uri", err)}
 				}
 			}
 			if logFormat != "" {

@@ -2,27 +2,29 @@
 //
 // Every field documents its default. Strings may reference environment
 // variables as ${NAME}, so secrets (RTSP and SASL passwords) stay out of the
-// file; SASL passwords may also come from a file.
+// file; SASL passwords may also come from a file. Relative paths written in
+// a file are relative to its folder (Load). Errors name the file, line and
+// field of each distinct mistake; DecodeStrict does the same for any other
+// YAML document lookout reads.
 package config
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole of lookout.yaml.
 type Config struct {
 	// DataDir holds service state: the Kafka spool and replay checkpoints.
-	// Default "lookout-data".
+	// Relative to the config file's folder when set there (as every path
+	// below). Default "lookout-data", relative to the working directory.
 	DataDir string `yaml:"data_dir"`
 	Log     Log    `yaml:"log"`
 	HTTP    HTTP   `yaml:"http"`
@@ -32,6 +34,8 @@ type Config struct {
 	// Sources to caption; at least one for `lookout run`.
 	Sources []Source `yaml:"sources"`
 	Sinks   Sinks    `yaml:"sinks"`
+
+	origin origin
 }
 
 // Log configures zerolog output.
@@ -55,8 +59,9 @@ type HTTP struct {
 
 // Model selects and tunes the captioning model.
 type Model struct {
-	// Dir is a model folder in optimum's image-to-text-with-past layout.
-	// Default "models/demo".
+	// Dir is a model folder in optimum's image-to-text-with-past layout,
+	// relative to the config file's folder. Default "models/demo", relative
+	// to the working directory.
 	Dir string `yaml:"dir"`
 	// Provider is cpu|cuda|tensorrt. Default "cpu".
 	Provider string `yaml:"provider"`
@@ -76,8 +81,9 @@ type Model struct {
 	Resize string `yaml:"resize"`
 	// GraphOptimization is all, extended, basic or disable. Default "all".
 	GraphOptimization string `yaml:"graph_optimization"`
-	// Library is the ONNX Runtime shared library. Default: $LOOKOUT_ORT_LIB,
-	// else .state/ort/libonnxruntime.so under the repository.
+	// Library is the ONNX Runtime shared library, relative to the config
+	// file's folder. Default: $LOOKOUT_ORT_LIB, else
+	// .state/ort/libonnxruntime.so under the repository.
 	Library string `yaml:"library"`
 	// Generation overrides generation_config.json; unset fields keep the
 	// model's values.
@@ -114,7 +120,9 @@ type Source struct {
 	// Required, unique, [A-Za-z0-9._-]+.
 	ID string `yaml:"id"`
 	// URI is file:///path or a path, rtsp://host/path, device://N or
-	// /dev/videoN, or synth://driving?seed=1&fps=30&size=1280x720.
+	// /dev/videoN, or synth://driving?seed=1&fps=30&size=1280x720. A
+	// relative path is relative to the config file's folder (to the working
+	// directory for POST /sources).
 	URI string `yaml:"uri"`
 	// Every samples one frame per interval of stream time. Default 1s when
 	// FPS is 0.
@@ -158,7 +166,8 @@ type Kafka struct {
 	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
 }
 
-// TLS configures encryption to the brokers.
+// TLS configures encryption to the brokers. Relative file names are
+// relative to the config file's folder.
 type TLS struct {
 	Enabled            bool   `yaml:"enabled"`
 	CAFile             string `yaml:"ca_file"`
@@ -173,7 +182,8 @@ type SASL struct {
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
 	// Password; prefer ${ENV} or PasswordFile. Default ${LOOKOUT_KAFKA_PASSWORD}.
-	Password     string `yaml:"password"`
+	Password string `yaml:"password"`
+	// PasswordFile holds the password, relative to the config file's folder.
 	PasswordFile string `yaml:"password_file"`
 }
 
@@ -191,13 +201,15 @@ func redacted(s string) string {
 
 // JSONL configures the JSON-lines sink.
 type JSONL struct {
-	// Path is a file, or "-" for stdout. Empty disables the sink.
+	// Path is a file, relative to the config file's folder, or "-" for
+	// stdout. Empty disables the sink.
 	Path string `yaml:"path"`
 }
 
 // Video configures the annotated-video sink.
 type Video struct {
-	// Path of the annotated MP4; empty disables the sink.
+	// Path of the annotated MP4, relative to the config file's folder; empty
+	// disables the sink.
 	Path string `yaml:"path"`
 }
 
@@ -216,7 +228,16 @@ func Default() Config {
 	}
 }
 
-// Load reads, expands, defaults and validates a YAML file.
+// Load reads, expands, defaults and validates a YAML file. Errors name the
+// file and the line: "site.yaml:6: sources[0]: unknown field ...", one
+// distinct mistake per line.
+//
+// Relative paths the file sets (data_dir, model.dir, model.library,
+// sinks.jsonl.path, sinks.video.path, the TLS files, sasl.password_file and
+// source URIs that are plain file paths) are resolved against the file's
+// folder, so a config works from any working directory. Defaults the file
+// does not override (data_dir "lookout-data", model.dir "models/demo") stay
+// relative to the working directory.
 func Load(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -225,36 +246,39 @@ func Load(path string) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	c, err := Parse(b, os.Getenv)
+	c, err := parse(path, b, os.Getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
+	c.resolvePaths(dir)
 	return c, nil
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // Parse decodes YAML strictly (unknown fields are errors), expands ${ENV}
-// references with getenv, applies defaults and validates.
+// references with getenv, applies defaults and validates. Errors place each
+// mistake as "line N: field: ..."; paths are left as written.
 func Parse(b []byte, getenv func(string) string) (Config, error) {
-	var missing []string
-	expanded := envRef.ReplaceAllStringFunc(string(b), func(m string) string {
-		name := envRef.FindStringSubmatch(m)[1]
-		v := getenv(name)
-		if v == "" {
-			missing = append(missing, name)
-		}
-		return v
-	})
-	if len(missing) > 0 {
-		return Config{}, fmt.Errorf("environment variable %s is referenced but not set; export it or remove the reference", missing[0])
+	return parse("", b, getenv)
+}
+
+// parse is Parse for a document called name in messages.
+func parse(name string, b []byte, getenv func(string) string) (Config, error) {
+	expanded, err := expandEnv(name, b, getenv)
+	if err != nil {
+		return Config{}, err
 	}
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(expanded)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("invalid YAML: %s", oneLine(err.Error()))
+	lines, err := decodeStrict(name, expanded, &c)
+	if err != nil {
+		return Config{}, err
 	}
+	c.origin = origin{file: name, lines: lines}
 	if c.HTTP.Token == "" {
 		c.HTTP.Token = getenv("LOOKOUT_HTTP_TOKEN")
 	}
@@ -266,21 +290,137 @@ func Parse(b []byte, getenv func(string) string) (Config, error) {
 			c.Sources[i].Every = time.Second
 		}
 	}
-	if err := c.Validate(); err != nil {
+	var errs []*FieldError
+	for _, p := range c.problems() {
+		errs = append(errs, c.placed(p))
+	}
+	if err := joinFieldErrors(errs); err != nil {
 		return Config{}, err
 	}
 	return c, nil
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// expandEnv replaces every ${NAME} in b with getenv(NAME); a reference to
+// an unset variable is an error naming it and its line.
+func expandEnv(name string, b []byte, getenv func(string) string) ([]byte, error) {
+	var out bytes.Buffer
+	last := 0
+	for _, m := range envRef.FindAllSubmatchIndex(b, -1) {
+		v := getenv(string(b[m[2]:m[3]]))
+		if v == "" {
+			line := 1 + bytes.Count(b[:m[0]], []byte("\n"))
+			return nil, &FieldError{File: name, Line: line, Err: fmt.Errorf("environment variable %s is referenced but not set; export it or remove the reference", b[m[2]:m[3]])}
+		}
+		out.Write(b[last:m[0]])
+		out.WriteString(v)
+		last = m[1]
+	}
+	out.Write(b[last:])
+	return out.Bytes(), nil
+}
+
+// origin remembers where a Config came from, for messages that place a
+// field in its file.
+type origin struct {
+	file string
+	// lines holds the line of every field the file sets, by path.
+	lines map[string]int
+}
+
+// line returns the line of path, or of its nearest enclosing field the
+// file sets (sources[1].uri falls back to sources[1]); 0 when none is.
+func (o origin) line(path string) int {
+	for path != "" {
+		if l, ok := o.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// FieldErr places err at field of the file c was loaded from, as the
+// config's own errors are: "site.yaml:7: sources[0].uri: <err>". It is for
+// checks made outside this package, such as parsing a source URI.
+func (c Config) FieldErr(field string, err error) *FieldError {
+	return &FieldError{File: c.origin.file, Line: c.origin.line(field), Path: field, Err: err}
+}
+
+// SourceErr is FieldErr for a field of sources[i]: SourceErr(0, "uri", err)
+// reads "site.yaml:7: sources[0].uri: <err>".
+func (c Config) SourceErr(i int, field string, err error) *FieldError {
+	return c.FieldErr(fmt.Sprintf("sources[%d].%s", i, field), err)
+}
+
+// placed turns a validation problem into a FieldError at its line.
+func (c Config) placed(p problem) *FieldError {
+	msg := p.msg
+	if p.other != "" {
+		if l := c.origin.line(p.other); l > 0 {
+			msg += fmt.Sprintf(" (line %d)", l)
+		} else {
+			msg += " (" + p.other + ")"
+		}
+	}
+	return c.FieldErr(p.field, errors.New(msg))
+}
+
+// resolvePaths makes the relative paths the file set relative to dir.
+func (c *Config) resolvePaths(dir string) {
+	resolve := func(field string, p *string) {
+		if _, set := c.origin.lines[field]; set && *p != "" && *p != "-" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	resolve("data_dir", &c.DataDir)
+	resolve("model.dir", &c.Model.Dir)
+	resolve("model.library", &c.Model.Library)
+	resolve("sinks.jsonl.path", &c.Sinks.JSONL.Path)
+	resolve("sinks.video.path", &c.Sinks.Video.Path)
+	resolve("sinks.kafka.tls.ca_file", &c.Sinks.Kafka.TLS.CAFile)
+	resolve("sinks.kafka.tls.cert_file", &c.Sinks.Kafka.TLS.CertFile)
+	resolve("sinks.kafka.tls.key_file", &c.Sinks.Kafka.TLS.KeyFile)
+	resolve("sinks.kafka.sasl.password_file", &c.Sinks.Kafka.SASL.PasswordFile)
+	for i := range c.Sources {
+		if u := strings.TrimSpace(c.Sources[i].URI); !uriScheme.MatchString(u) {
+			c.Sources[i].URI = u
+			resolve(fmt.Sprintf("sources[%d].uri", i), &c.Sources[i].URI)
+		}
+	}
+}
+
+// uriScheme matches URIs with a scheme (rtsp://, synth://, file:///...),
+// which are not relative paths.
+var uriScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 
 var sourceID = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
-// Validate checks every field and names the first bad one.
+// Validate checks every field and names the first bad one, placed in its
+// file when c came from Load: "site.yaml:9: sources[1].id: ...".
 func (c Config) Validate() error {
-	var errs []error
+	if ps := c.problems(); len(ps) > 0 {
+		return c.placed(ps[0])
+	}
+	return nil
+}
+
+// problem is one invalid field value.
+type problem struct {
+	field, msg string
+	// other is the field a conflict is with, e.g. the first source of a
+	// duplicate id; the message adds its line, or its path when unplaced.
+	other string
+}
+
+// problems lists every invalid field value in field order.
+func (c Config) problems() []problem {
+	var errs []problem
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+		errs = append(errs, problem{field: field, msg: fmt.Sprintf(format, args...)})
 	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
@@ -356,15 +496,16 @@ func (c Config) Validate() error {
 	if p.QueueSize < 1 {
 		bad("pipeline.queue_size", "must be >= 1, got %d", p.QueueSize)
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for i, s := range c.Sources {
 		f := fmt.Sprintf("sources[%d]", i)
 		if !sourceID.MatchString(s.ID) {
 			bad(f+".id", "%q must be non-empty and use only letters, digits, '.', '_' and '-'", s.ID)
-		} else if seen[s.ID] {
-			bad(f+".id", "%q is used by another source", s.ID)
+		} else if j, dup := seen[s.ID]; dup {
+			errs = append(errs, problem{field: f + ".id", msg: fmt.Sprintf("%q is used by another source", s.ID), other: fmt.Sprintf("sources[%d].id", j)})
+		} else {
+			seen[s.ID] = i
 		}
-		seen[s.ID] = true
 		if strings.TrimSpace(s.URI) == "" {
 			bad(f+".uri", "must be set (file path, rtsp://, device://N or synth://)")
 		}
@@ -418,10 +559,7 @@ func (c Config) Validate() error {
 	if !k.Enabled && c.Sinks.JSONL.Path == "" && c.Sinks.Video.Path == "" {
 		bad("sinks", "enable at least one of kafka, jsonl, video")
 	}
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return errs
 }
 
 func isLoopback(host string) bool {
@@ -434,13 +572,14 @@ func isLoopback(host string) bool {
 
 // ParseSource decodes one source given as YAML or JSON (the body of POST
 // /sources), e.g. {"id":"cam2","uri":"rtsp://host/x","every":"1s"}, applies
-// the sampling default and validates it.
+// the sampling default and validates it. Errors read like the config file's,
+// prefixed "source: " and with fields named as in the body:
+// `source: line 1: unknown field "evry"; did you mean "every"? (known: ...)`.
 func ParseSource(b []byte) (Source, error) {
 	var s Source
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&s); err != nil {
-		return Source{}, fmt.Errorf("invalid source: %s", oneLine(err.Error()))
+	lines, err := decodeStrict("", b, &s)
+	if err != nil {
+		return Source{}, prefixed{"source: ", err}
 	}
 	if s.Every == 0 && s.FPS == 0 {
 		s.Every = time.Second
@@ -448,8 +587,25 @@ func ParseSource(b []byte) (Source, error) {
 	c := Default()
 	c.Sources = []Source{s}
 	c.Sinks.JSONL.Path = "-"
-	if err := c.Validate(); err != nil {
-		return Source{}, err
+	var errs []*FieldError
+	for _, p := range c.problems() {
+		p.field = strings.TrimPrefix(strings.TrimPrefix(p.field, "sources[0]"), ".")
+		errs = append(errs, &FieldError{Line: origin{lines: lines}.line(p.field), Path: p.field, Err: errors.New(p.msg)})
+	}
+	if err := joinFieldErrors(errs); err != nil {
+		return Source{}, prefixed{"source: ", err}
 	}
 	return s, nil
 }
+
+// prefixed starts every line of an error with prefix.
+type prefixed struct {
+	prefix string
+	err    error
+}
+
+func (p prefixed) Error() string {
+	return p.prefix + strings.ReplaceAll(p.err.Error(), "\n", "\n"+p.prefix)
+}
+
+func (p prefixed) Unwrap() error { return p.err }
