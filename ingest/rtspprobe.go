@@ -115,8 +115,9 @@ func rtspTarget(raw string) (reqURL, addr, path, user, pass string, err error) {
 // probeRTSP sends the server of rawURL one DESCRIBE (a second one with
 // credentials when it asks for them and the URL has some) and reports its
 // answer, or why there was none. It never sends credentials the URL does
-// not hold and never returns them. ok is false when the URL could not be
-// split (ParseURI checked it, so only for hand-made URLs).
+// not hold and never returns them. ok is false when the probe cannot tell:
+// the URL could not be split (ParseURI checked it, so only for hand-made
+// URLs), or an rtsps:// server accepted the connection.
 func probeRTSP(ctx context.Context, rawURL string, timeout time.Duration) (p rtspProbe, ok bool) {
 	reqURL, addr, path, user, pass, err := rtspTarget(rawURL)
 	if err != nil {
@@ -134,9 +135,9 @@ func probeRTSP(ctx context.Context, rawURL string, timeout time.Duration) (p rts
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	if strings.EqualFold(strings.SplitN(rawURL, "://", 2)[0], "rtsps") {
-		// TLS would need the handshake; connecting is all we can tell.
-		p.status, p.reason = 200, "(connected; rtsps not probed)"
-		return p, true
+		// TLS would need the handshake: connecting is all we can tell, and
+		// the generic message says more than "it connected".
+		return p, false
 	}
 	r := textproto.NewReader(bufio.NewReader(conn))
 	auth := ""
