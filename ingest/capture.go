@@ -74,9 +74,8 @@ func (g *optionGate) leave() {
 // user's own value (if any) followed by opts (see optionGate). On first use
 // it also quiets FFmpeg's own stderr logging (decode errors of damaged files
 // would flood it and break JSON logs; ingest reports damage itself) unless
-// OPENCV_FFMPEG_LOGLEVEL is already set. OpenCV's own warnings
-// (OPENCV_LOG_LEVEL) are read when the library loads, before any Go code
-// runs: set OPENCV_LOG_LEVEL=ERROR in the environment to quiet them.
+// OPENCV_FFMPEG_LOGLEVEL is already set. OpenCV's own warnings are quieted
+// at init (opencvlog.go).
 func withCaptureOptions(opts string, open func()) {
 	userOptsOnce.Do(func() {
 		userCaptureOpts = os.Getenv(envCaptureOptions)

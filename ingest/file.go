@@ -208,7 +208,7 @@ func (s *FileSource) read(ctx context.Context) (Frame, error) {
 		pts, why := s.tl.place(msec)
 		if why != "" {
 			_ = mat.Close()
-			s.log.Debug().Str("path", s.path).Float64("pos_msec", msec).Dur("last_pts", s.tl.last).
+			s.log.Debug().Str("path", s.path).Float64("pos_msec", msec).Int64("last_pts_ms", s.tl.last.Milliseconds()).
 				Msg("dropped a decoded frame: " + why)
 			continue
 		}
@@ -247,9 +247,9 @@ func (s *FileSource) failBudget() int {
 // report records and logs one damaged stretch.
 func (s *FileSource) report(d Damage) {
 	s.damages = append(s.damages, d)
-	ev := s.log.Warn().Str("path", s.path).Int64("after_frame", d.AfterFrame).Dur("after_pts", d.AfterPTS)
+	ev := s.log.Warn().Str("path", s.path).Int64("after_frame", d.AfterFrame).Int64("after_pts_ms", d.AfterPTS.Milliseconds())
 	if d.ResumePTS >= 0 {
-		ev = ev.Dur("resume_pts", d.ResumePTS)
+		ev = ev.Int64("resume_pts_ms", d.ResumePTS.Milliseconds())
 	} else if s.count > 0 {
 		ev = ev.Int64("frame_count", s.count)
 	}

@@ -204,7 +204,7 @@ func (r *liveReader) Close() error {
 	case <-time.After(r.closeWait):
 		// The grab in flight ignores everything but its own timeout; the
 		// reader releases the capture when it returns.
-		r.log.Warn().Dur("waited", r.closeWait).Msg("read still in flight at close; the capture is released when it returns")
+		r.log.Warn().Int64("waited_ms", r.closeWait.Milliseconds()).Msg("read still in flight at close; the capture is released when it returns")
 	}
 	return nil
 }

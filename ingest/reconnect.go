@@ -86,6 +86,31 @@ func (c ReconnectConfig) Backoff(n int, r float64) time.Duration {
 	return time.Duration(float64(d) * (1 + max(c.Jitter, 0)*(2*r-1)))
 }
 
+// Health is the outage state of a source that hides outages behind a
+// blocking Next (see HealthReporter).
+type Health struct {
+	// Down is set while the source is in an outage: it failed, or has not
+	// opened yet after a failed first attempt, and is being reopened.
+	Down bool
+	// Since is when the outage began; zero while up.
+	Since time.Time
+	// LastErr is the newest failure: the latest failed reopen while down,
+	// the last outage's after recovery, nil if the source never failed. It
+	// says which failure it is where the protocol tells (RTSP: no
+	// connection, 404 for a wrong path, 401 for credentials).
+	LastErr error
+}
+
+// HealthReporter is implemented by sources whose Next blocks through
+// outages (Reconnecting, and a Sampler around one), so that a supervisor
+// can show that a source is down while Next waits. Health is safe to call
+// from any goroutine.
+type HealthReporter interface {
+	Health() Health
+}
+
+var _ HealthReporter = (*Reconnecting)(nil)
+
 // Reconnecting keeps a live source going across outages. It opens the
 // source on the first Next; when the source fails with an error wrapping
 // ErrTransient, or gives no frame for StuckAfter, it closes it and reopens
@@ -117,7 +142,7 @@ type Reconnecting struct {
 	attempts  int
 	down      bool
 	downSince time.Time
-	downErr   error
+	lastErr   error
 	rebase    bool
 	haveLast  bool
 	seqBase   int64
@@ -149,6 +174,17 @@ func (r *Reconnecting) Down() (bool, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.down, r.downSince
+}
+
+// Health reports the outage state; safe to call from any goroutine.
+func (r *Reconnecting) Health() Health {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := Health{Down: r.down, LastErr: r.lastErr}
+	if r.down {
+		h.Since = r.downSince
+	}
+	return h
 }
 
 func (r *Reconnecting) errClosed() error { return fmt.Errorf("source %q: source is closed", r.id) }
@@ -221,12 +257,12 @@ func (r *Reconnecting) reopen(ctx context.Context) error {
 			return err
 		}
 		r.attempts++
-		if !r.down {
-			r.markDown(err)
-		} else if r.attempts&(r.attempts-1) == 0 { // 1, 2, 4, 8, ...: no log flood
-			r.log.Warn().Err(err).Int("attempts", r.attempts).Dur("down_for", time.Since(r.downSince)).
+		switch {
+		case r.markDown(err): // a new outage: logged there
+		case r.attempts&(r.attempts-1) == 0: // 1, 2, 4, 8, ...: no log flood
+			r.log.Warn().Err(err).Int("attempts", r.attempts).Int64("down_for_ms", time.Since(r.downSince).Milliseconds()).
 				Msg("source still down; retrying")
-		} else {
+		default:
 			r.log.Debug().Err(err).Int("attempts", r.attempts).Msg("reopen failed")
 		}
 		return nil
@@ -243,7 +279,7 @@ func (r *Reconnecting) reopen(ctx context.Context) error {
 	r.mu.Unlock()
 	if wasDown && r.opened {
 		r.cfg.Metrics.Reconnected(r.id)
-		r.log.Info().Int("attempts", r.attempts+1).Dur("down_for", time.Since(r.downSince)).Msg("source reconnected")
+		r.log.Info().Int("attempts", r.attempts+1).Int64("down_for_ms", time.Since(r.downSince).Milliseconds()).Msg("source reconnected")
 	} else if wasDown {
 		r.log.Info().Int("attempts", r.attempts+1).Msg("source opened")
 	}
@@ -253,18 +289,22 @@ func (r *Reconnecting) reopen(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reconnecting) markDown(err error) {
+// markDown records err as the newest failure and, at the start of an
+// outage, counts and logs it; it reports whether the outage began now.
+func (r *Reconnecting) markDown(err error) bool {
 	r.mu.Lock()
 	already := r.down
+	r.lastErr = err
 	if !already {
-		r.down, r.downSince, r.downErr = true, time.Now(), err
+		r.down, r.downSince = true, time.Now()
 	}
 	r.mu.Unlock()
 	if already {
-		return
+		return false
 	}
 	r.cfg.Metrics.SourceDown(r.id)
 	r.log.Warn().Err(err).Msg("source down; reconnecting")
+	return true
 }
 
 func (r *Reconnecting) drop(cur Source) {

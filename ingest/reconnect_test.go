@@ -201,3 +201,53 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("jitter range [%s, %s], want [320ms, 480ms]", lo, hi)
 	}
 }
+
+// Health shows an outage while Next waits through it: down since the first
+// failure with the newest error, up again after the reopen with the last
+// error kept. A Sampler passes it on.
+func TestReconnectingHealth(t *testing.T) {
+	sc := &script{steps: []func() (Source, error){
+		live(2, fmt.Errorf("fake: %w: reads fail", ErrTransient)), refuse(), refuse(), live(100, nil),
+	}}
+	r := NewReconnecting("cam1", sc.open, ReconnectConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Jitter: -1})
+	defer r.Close()
+	smp, err := NewSampler(r, "cam1", SampleConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := smp.Health(); h.Down || h.LastErr != nil {
+		t.Fatalf("Health before the first open = %+v, want up without error", h)
+	}
+	ctx := context.Background()
+	for range 2 {
+		f, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	start := time.Now()
+	next := make(chan error, 1)
+	go func() {
+		f, err := r.Next(ctx)
+		f.Close()
+		next <- err
+	}()
+	var h Health
+	for h = smp.Health(); !h.Down && time.Since(start) < 2*time.Second; h = smp.Health() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !h.Down || h.Since.Before(start) || h.LastErr == nil {
+		t.Fatalf("Health during the outage = %+v, want down since the failure with its error", h)
+	}
+	if err := <-next; err != nil {
+		t.Fatal(err)
+	}
+	h = smp.Health()
+	if h.Down || !h.Since.IsZero() || h.LastErr == nil || !strings.Contains(h.LastErr.Error(), "connection refused") {
+		t.Errorf("Health after the reopen = %+v, want up with the newest error (connection refused) kept", h)
+	}
+	if f := (&fakeLive{}); (Health{}) != (&Sampler{src: f}).Health() {
+		t.Error("a Sampler around a source without Health is not up")
+	}
+}

@@ -118,9 +118,9 @@ func OpenRTSP(ctx context.Context, loc Location, opt LiveOptions) (*LiveSource, 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("rtsp source %q: %w", loc.Redacted, ctx.Err())
 		}
-		why := "cannot connect or no H.264/H.265 stream at that path: check host, port, path and credentials"
-		if errors.Is(err, errOpenTimeout) {
-			why = fmt.Sprintf("no answer within %s: check that the host is reachable", opt.OpenTimeout)
+		why := openFailure(ctx, loc, opt.OpenTimeout, errors.Is(err, errOpenTimeout))
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("rtsp source %q: %w", loc.Redacted, ctx.Err())
 		}
 		return nil, fmt.Errorf("rtsp source %q (%s): %w: %s", loc.Redacted, loc.Transport, ErrTransient, why)
 	}
@@ -130,6 +130,27 @@ func OpenRTSP(ctx context.Context, loc Location, opt LiveOptions) (*LiveSource, 
 		liveReader: startLive(id, log, &captureGrabber{c: c, usePTS: true}, opt.FailedReads, closeWait),
 		kind:       KindRTSP,
 	}, nil
+}
+
+// openFailure says why an RTSP open failed, as far as a DESCRIBE probe of
+// the server can tell (OpenCV itself only reports failure): no connection,
+// a wrong path (404), missing or wrong credentials (401), or a server that
+// has the path but a stream FFmpeg cannot open. The text never holds the
+// URL's password.
+func openFailure(ctx context.Context, loc Location, openTimeout time.Duration, timedOut bool) string {
+	why := "cannot connect or no H.264/H.265 stream at that path: check host, port, path and credentials"
+	if timedOut {
+		why = fmt.Sprintf("no answer within %s: check that the host is reachable", openTimeout)
+	}
+	p, ok := probeRTSP(ctx, loc.URL, min(probeTimeout, openTimeout))
+	switch {
+	case !ok:
+	case timedOut && p.found():
+		why = fmt.Sprintf("rtsp server at %s answered %d %s for path %s, but no stream arrived within %s", p.addr, p.status, p.reason, p.path, openTimeout)
+	default:
+		why = p.String()
+	}
+	return scrub(why, loc.URL)
 }
 
 // OpenDevice opens a V4L2 capture device (/dev/videoN). A device that is

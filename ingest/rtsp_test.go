@@ -283,6 +283,9 @@ func TestRTSPUnreachable(t *testing.T) {
 		!strings.Contains(msg, Redact(uri)) {
 		t.Errorf("error %q: want one transient line naming %s without the password", msg, Redact(uri))
 	}
+	if want := fmt.Sprintf("cannot connect to 127.0.0.1:%d: connection refused", port); !strings.Contains(msg, want) {
+		t.Errorf("error %q: want it to say %q", msg, want)
+	}
 	if took := time.Since(start); took > 4*time.Second {
 		t.Errorf("open took %s, want under the 3 s open timeout", took)
 	}

@@ -74,6 +74,17 @@ func NewSampler(src Source, id string, cfg SampleConfig, m Metrics) (*Sampler, e
 	return &Sampler{src: src, interval: d, m: m, id: id}, nil
 }
 
+// Health reports the wrapped source's outage state; a source that does not
+// report one counts as up.
+func (s *Sampler) Health() Health {
+	if h, ok := s.src.(HealthReporter); ok {
+		return h.Health()
+	}
+	return Health{}
+}
+
+var _ HealthReporter = (*Sampler)(nil)
+
 // Live reports the wrapped source's liveness.
 func (s *Sampler) Live() bool { return s.src.Live() }
 

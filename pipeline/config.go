@@ -57,6 +57,12 @@ type Config struct {
 	// Default 5s.
 	LogInterval time.Duration
 
+	// SourceGrace is how long a source may be down (reconnecting, or
+	// backing off between reopens) before it counts against readiness:
+	// Ready fails when every source that has not ended is failed or down
+	// for longer than this. Default 10s.
+	SourceGrace time.Duration
+
 	// ExitWhenSourcesDone makes Run shut down gracefully, as if its context
 	// were cancelled, once no source is left running: each ended (end of
 	// input, or a replay's fatal error) or was removed. Run then returns at
@@ -91,6 +97,7 @@ const (
 	DefaultRestartBackoffMax = 30 * time.Second
 	DefaultRestartJitter     = 0.2
 	DefaultLogInterval       = 5 * time.Second
+	DefaultSourceGrace       = 10 * time.Second
 )
 
 // Validate reports every invalid field of c, naming it. Zero values are
@@ -117,6 +124,7 @@ func (c Config) Validate() error {
 	negDur("RestartBackoffMin", c.RestartBackoffMin)
 	negDur("RestartBackoffMax", c.RestartBackoffMax)
 	negDur("LogInterval", c.LogInterval)
+	negDur("SourceGrace", c.SourceGrace)
 	if c.RestartJitter < 0 || c.RestartJitter >= 1 {
 		errs = append(errs, fmt.Errorf("pipeline config: RestartJitter must be in [0, 1), got %g", c.RestartJitter))
 	}
@@ -164,6 +172,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogInterval == 0 {
 		c.LogInterval = DefaultLogInterval
+	}
+	if c.SourceGrace == 0 {
+		c.SourceGrace = DefaultSourceGrace
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,11 @@ type Metrics struct {
 	// the source was removed), killed (queued at a hard stop)
 	// (lookout_source_frames_dropped_total).
 	FramesDropped *prometheus.CounterVec
-	// SourceRestarts counts reopens after a failure, per source
-	// (lookout_source_restarts_total).
+	// SourceRestarts counts reopens by the pipeline after a source returned
+	// an error, per source (lookout_source_restarts_total). A live source
+	// reconnects inside its reader (ingest.Reconnecting) instead, so a
+	// camera outage leaves it at 0: outages are counted by the reader
+	// (lookout_source_outages_total) and shown by lookout_source_up.
 	SourceRestarts *prometheus.CounterVec
 	// QueueDepth is the number of frames waiting in a source's queue
 	// (lookout_source_queue_depth).
@@ -56,6 +60,11 @@ type Metrics struct {
 	// Records counts records delivered to every sink, per kind
 	// (lookout_records_total).
 	Records *prometheus.CounterVec
+
+	// states serves lookout_source_up{source} and
+	// lookout_source_state{source,state} from the sources of the pipeline
+	// built with these metrics (the last one, if several).
+	states *sourceStates
 }
 
 // NewMetrics creates the pipeline's collectors and registers them on reg.
@@ -73,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"source", "reason"}),
 		SourceRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lookout_source_restarts_total",
-			Help: "Reopens of a source after a failure.",
+			Help: "Reopens of a source by the pipeline after it returned an error; a live source's reconnects after an outage are counted in lookout_source_outages_total instead.",
 		}, []string{"source"}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lookout_source_queue_depth",
@@ -120,7 +129,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records delivered to every sink.",
 		}, []string{"kind"}),
 	}
+	m.states = newSourceStates()
 	if reg != nil {
+		if err := reg.Register(m.states); err != nil {
+			return nil, fmt.Errorf("register pipeline metrics: %w", err)
+		}
 		for _, c := range m.collectors() {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register pipeline metrics: %w", err)
@@ -142,6 +155,50 @@ func (m *Metrics) collectors() []prometheus.Collector {
 // counters stay so that rates remain correct.
 func (m *Metrics) forgetSource(id string) {
 	m.QueueDepth.DeleteLabelValues(id)
+}
+
+// sourceStates is a collector that reads the sources' states at each
+// scrape, so that the gauges always agree with Sources and /readyz, and a
+// removed source's series vanish with it.
+type sourceStates struct {
+	up, state *prometheus.Desc
+	list      atomic.Pointer[func() []SourceState]
+}
+
+func newSourceStates() *sourceStates {
+	return &sourceStates{
+		up: prometheus.NewDesc("lookout_source_up",
+			"1 while the source delivers frames (state running), 0 while it is opening, reconnecting, backing off, failed or ended.",
+			[]string{"source"}, nil),
+		state: prometheus.NewDesc("lookout_source_state",
+			"1 for the source's current state, 0 for the others (pending, opening, running, reconnecting, backoff, done, failed, stopped).",
+			[]string{"source", "state"}, nil),
+	}
+}
+
+func (c *sourceStates) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.state
+}
+
+func (c *sourceStates) Collect(ch chan<- prometheus.Metric) {
+	list := c.list.Load()
+	if list == nil {
+		return
+	}
+	for _, s := range (*list)() {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, one(s.State == StateRunning), s.ID)
+		for _, st := range SourceStates {
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, one(s.State == st), s.ID, st)
+		}
+	}
+}
+
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // The decorators below add metrics around the stages, so that sources,

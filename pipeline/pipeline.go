@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,6 +155,8 @@ func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerol
 		sources: map[string]*sourceEntry{},
 	}
 	p.limit = newRateLimit(p.cfg.LogInterval)
+	sources := p.Sources
+	m.states.list.Store(&sources)
 	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
 	p.srcCtx, p.srcCancel = context.WithCancel(context.Background())
 	if captioner != nil {
@@ -245,14 +248,72 @@ type SourceState struct {
 	Labels map[string]string
 	// Version is the one given to Reconcile, empty for AddSource.
 	Version string
-	// State is one of pending (Run not started), opening, running, backoff
-	// (waiting to reopen after a failure), done (end of input), failed (a
-	// replay's fatal error, see LastError) and stopped (at shutdown).
-	State    string
+	// State is one of pending (Run not started), opening (until the first
+	// frame), running (frames flow), reconnecting (a live source's reader
+	// lost the stream, or never had it, and is reopening it), backoff
+	// (waiting for the pipeline to reopen it after a failure), done (end of
+	// input), failed (a replay's fatal error, see LastError) and stopped (at
+	// shutdown). See the State constants.
+	State string
+	// DownSince is when the current outage or failure began: set while
+	// reconnecting, failed, or backing off or opening after a failure.
+	DownSince time.Time
+	// Restarts counts reopens by the pipeline (lookout_source_restarts_total);
+	// a live source's reconnects inside its reader are not among them.
 	Restarts int
-	// LastError is the last failure, empty if none.
+	// LastError is the last failure, empty if none. For an RTSP source it
+	// says which failure it is where the server tells: no connection, 404
+	// (wrong path) or 401 (credentials).
 	LastError  string
 	QueueDepth int
+}
+
+// Summary is one line for status pages: id, state, for how long the source
+// has been down, and its last failure while down or failed.
+func (s SourceState) Summary(now time.Time) string {
+	line := "source " + s.ID + " " + s.State
+	if !s.DownSince.IsZero() {
+		line += " for " + now.Sub(s.DownSince).Round(time.Second).String()
+		if s.LastError != "" {
+			line += ": " + s.LastError
+		}
+	}
+	return line
+}
+
+// SourcesSummary lists every source's Summary, one per line, for /readyz.
+func (p *Pipeline) SourcesSummary() string {
+	var b strings.Builder
+	now := time.Now()
+	for _, s := range p.Sources() {
+		b.WriteString(s.Summary(now))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// sourcesDown reports an error when sources exist and every one that has
+// not ended (done or stopped) is failed or down for at least grace. With
+// no sources, or only ended ones, it reports nil: sources may be added
+// over HTTP, and a finished replay is not a fault.
+func sourcesDown(states []SourceState, grace time.Duration, now time.Time) error {
+	var down []string
+	for _, s := range states {
+		switch {
+		case s.State == StateDone || s.State == StateStopped:
+			continue
+		case s.State == StateFailed:
+			down = append(down, s.ID+" failed")
+		case !s.DownSince.IsZero() && now.Sub(s.DownSince) >= grace:
+			down = append(down, fmt.Sprintf("%s %s for %s", s.ID, s.State, now.Sub(s.DownSince).Round(time.Second)))
+		default:
+			return nil
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	return fmt.Errorf("pipeline: every source is down: %s", strings.Join(down, ", "))
 }
 
 // Sources returns the current sources, sorted by ID.
@@ -288,9 +349,13 @@ func (p *Pipeline) Kill() {
 }
 
 // Ready reports nil while Run serves, at least one inference worker is up,
-// the last Caption call did not fail outright, and no sink is down (its last
-// write failed, or it implements Readier and reports an error). It reports
-// an error before Run, during shutdown and after. For /readyz.
+// the last Caption call did not fail outright, no sink is down (its last
+// write failed, or it implements Readier and reports an error), and not
+// every source is down: with sources configured, at least one that has not
+// ended must be running, opening, or down for less than
+// Config.SourceGrace (no sources at all is ready: they may be added later).
+// It reports an error before Run, during shutdown and after. For /readyz;
+// SourcesSummary gives the per-source detail.
 func (p *Pipeline) Ready() error {
 	p.mu.Lock()
 	state := p.state
@@ -317,7 +382,7 @@ func (p *Pipeline) Ready() error {
 	if state == stateDraining {
 		return errors.New("pipeline: shutting down")
 	}
-	return nil
+	return sourcesDown(p.Sources(), p.cfg.SourceGrace, time.Now())
 }
 
 // Run serves until ctx ends or Stop is called (or, with

@@ -36,7 +36,29 @@ type sourceEntry struct {
 	state    string
 	restarts int
 	lastErr  error
+	// downSince is when the failures since the last frame began (zero
+	// while frames flow): the pipeline's own reopen cycle.
+	downSince time.Time
+	// health is the open source's outage state, when it reports one: a
+	// Reconnecting's Next blocks through outages, so only it knows.
+	health ingest.HealthReporter
 }
+
+// Source states, see SourceState.State.
+const (
+	StatePending      = "pending"
+	StateOpening      = "opening"
+	StateRunning      = "running"
+	StateReconnecting = "reconnecting"
+	StateBackoff      = "backoff"
+	StateDone         = "done"
+	StateFailed       = "failed"
+	StateStopped      = "stopped"
+)
+
+// SourceStates lists every source state, for lookout_source_state.
+var SourceStates = []string{StatePending, StateOpening, StateRunning, StateReconnecting,
+	StateBackoff, StateDone, StateFailed, StateStopped}
 
 func (p *Pipeline) newSourceEntry(spec SourceSpec, open func(ctx context.Context) (ingest.Source, error)) *sourceEntry {
 	e := &sourceEntry{
@@ -44,20 +66,48 @@ func (p *Pipeline) newSourceEntry(spec SourceSpec, open func(ctx context.Context
 		open:  open,
 		log:   p.log.With().Str("source", spec.ID).Logger(),
 		done:  make(chan struct{}),
-		state: "pending",
+		state: StatePending,
 	}
 	e.pushCtx, e.pushCancel = context.WithCancel(p.hardCtx)
 	e.queue = newFrameQueue(spec.Live, p.cfg.QueueSize, p.wake, p.m.QueueDepth.WithLabelValues(spec.ID), p.dropOldest)
 	return e
 }
 
+// set records a state; a failure (err set) starts the down time unless it
+// already runs.
 func (e *sourceEntry) set(state string, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.state = state
 	if err != nil {
 		e.lastErr = err
+		if e.downSince.IsZero() {
+			e.downSince = time.Now()
+		}
 	}
+}
+
+// flowing marks the first frame of an open source: running, not down.
+func (e *sourceEntry) flowing() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.state = StateRunning
+	e.downSince = time.Time{}
+}
+
+// watch makes src's outage state (if it reports one) part of the source's
+// state until the next watch; nil stops it.
+func (e *sourceEntry) watch(src ingest.Source) {
+	h, _ := src.(ingest.HealthReporter)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.health != nil && h == nil {
+		// Keep the closing source's last failure: it is newer than ours.
+		if err := e.health.Health().LastErr; err != nil {
+			e.lastErr = err
+		}
+	}
+	e.health = h
 }
 
 func (e *sourceEntry) snapshot() SourceState {
@@ -69,11 +119,27 @@ func (e *sourceEntry) snapshot() SourceState {
 		Live:       e.spec.Live,
 		Labels:     maps.Clone(e.spec.Labels),
 		State:      e.state,
+		DownSince:  e.downSince,
 		Restarts:   e.restarts,
 		QueueDepth: e.queue.len(),
 	}
-	if e.lastErr != nil {
-		s.LastError = e.lastErr.Error()
+	lastErr := e.lastErr
+	if e.health != nil && (e.state == StateOpening || e.state == StateRunning) {
+		h := e.health.Health()
+		if h.Down {
+			s.State, s.DownSince = StateReconnecting, h.Since
+		}
+		if h.LastErr != nil {
+			lastErr = h.LastErr // newer: the open source failed after anything recorded here
+		}
+	}
+	switch s.State {
+	case StateOpening, StateReconnecting, StateBackoff, StateFailed:
+	default:
+		s.DownSince = time.Time{}
+	}
+	if lastErr != nil {
+		s.LastError = lastErr.Error()
 	}
 	return s
 }
@@ -85,7 +151,7 @@ func (p *Pipeline) dropOldest(it queued) {
 	id := it.src.spec.ID
 	p.m.FramesDropped.WithLabelValues(id, "overflow").Inc()
 	if ok, held := p.limit.allow("drop/" + id); ok {
-		it.src.log.Warn().Int("dropped", held+1).Dur("interval", p.cfg.LogInterval).
+		it.src.log.Warn().Int("dropped", held+1).Int64("interval_ms", p.cfg.LogInterval.Milliseconds()).
 			Msg("live source queue full: dropping oldest frames (captioning is slower than the source)")
 	}
 }
@@ -136,10 +202,10 @@ func (p *Pipeline) runSource(ctx context.Context, e *sourceEntry) error {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			delay := bo.Next()
-			e.set("backoff", nil)
-			e.log.Info().Dur("delay", delay).Int("attempt", attempt).Msg("reopening source after backoff")
+			e.set(StateBackoff, nil)
+			e.log.Info().Int64("delay_ms", delay.Milliseconds()).Int("attempt", attempt).Msg("reopening source after backoff")
 			if !sleep(ctx, delay) {
-				e.set("stopped", nil)
+				e.set(StateStopped, nil)
 				return nil
 			}
 			restarts.Inc()
@@ -147,11 +213,11 @@ func (p *Pipeline) runSource(ctx context.Context, e *sourceEntry) error {
 			e.restarts++
 			e.mu.Unlock()
 		}
-		e.set("opening", nil)
+		e.set(StateOpening, nil)
 		src, err := e.open(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				e.set("stopped", nil)
+				e.set(StateStopped, nil)
 				return nil
 			}
 			err = fmt.Errorf("source %s: open: %w", e.spec.ID, err)
@@ -160,18 +226,19 @@ func (p *Pipeline) runSource(ctx context.Context, e *sourceEntry) error {
 			}
 			continue
 		}
-		e.set("running", nil)
+		e.watch(src)
 		err = p.readSource(ctx, e, meteredSource{Source: src, received: received}, bo, newRun(e.spec.Live))
+		e.watch(nil)
 		if cerr := src.Close(); cerr != nil {
 			e.log.Warn().Err(cerr).Msg("closing source failed")
 		}
 		switch {
 		case err == nil:
-			e.set("done", nil)
+			e.set(StateDone, nil)
 			e.log.Info().Msg("source ended")
 			return nil
 		case ctx.Err() != nil:
-			e.set("stopped", nil)
+			e.set(StateStopped, nil)
 			return nil
 		}
 		err = fmt.Errorf("source %s: %w", e.spec.ID, err)
@@ -185,11 +252,11 @@ func (p *Pipeline) runSource(ctx context.Context, e *sourceEntry) error {
 // good: replays end on errors that are not ErrTransient; live sources retry.
 func (p *Pipeline) fatal(e *sourceEntry, err error) bool {
 	if !e.spec.Live && !errors.Is(err, ingest.ErrTransient) {
-		e.set("failed", err)
+		e.set(StateFailed, err)
 		e.log.Error().Err(err).Msg("replay failed; not retrying (the same input would fail again)")
 		return true
 	}
-	e.set("backoff", err)
+	e.set(StateBackoff, err)
 	e.log.Warn().Err(err).Msg("source failed; will reopen")
 	return false
 }
@@ -209,6 +276,7 @@ func (p *Pipeline) readSource(ctx context.Context, e *sourceEntry, src ingest.So
 		}
 		if first {
 			bo.Reset()
+			e.flowing()
 			first = false
 		}
 		f.SourceID = e.spec.ID

@@ -18,11 +18,12 @@ func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"source"})
 	}
 	m := &sourceMetrics{
-		read:       vec("lookout_source_frames_read_total", "Frames decoded, sampled or not."),
-		sampled:    vec("lookout_source_frames_sampled_total", "Frames the sampler passed on for captioning."),
-		stale:      vec("lookout_source_frames_stale_total", "Live frames replaced by a newer one before the sampling tick."),
-		down:       vec("lookout_source_outages_total", "Live source outages (disconnects, stuck streams)."),
-		reconnects: vec("lookout_source_reconnects_total", "Successful reopens after an outage."),
+		read:    vec("lookout_source_frames_read_total", "Frames decoded, sampled or not."),
+		sampled: vec("lookout_source_frames_sampled_total", "Frames the sampler passed on for captioning."),
+		stale:   vec("lookout_source_frames_stale_total", "Live frames replaced by a newer one before the sampling tick."),
+		down: vec("lookout_source_outages_total",
+			"Outages of a live source: a disconnect, a stuck stream or a failed first open; the reader reopens it by itself (lookout_source_up is 0 meanwhile, lookout_source_restarts_total does not count it)."),
+		reconnects: vec("lookout_source_reconnects_total", "Reopens of a live source that ended an outage."),
 	}
 	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects} {
 		if err := reg.Register(c); err != nil {

@@ -397,6 +397,7 @@ func (s *service) Ready() (string, error) {
 	if s.pipe == nil {
 		return detail, errors.New("starting")
 	}
+	detail += s.pipe.SourcesSummary()
 	if err := s.pipe.Ready(); err != nil {
 		return detail, err
 	}
