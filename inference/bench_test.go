@@ -58,10 +58,9 @@ func BenchmarkPreprocess1280x720(b *testing.B) {
 	m := benchModel(b)
 	imgs := benchImages(b, 1)
 	b.ResetTimer()
+	ws := &workspace{}
 	for i := 0; i < b.N; i++ {
-		m.mu.Lock()
-		err := m.preprocess(imgs)
-		m.mu.Unlock()
+		err := m.preprocess(ws, imgs)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -72,14 +71,13 @@ func BenchmarkEncoder(b *testing.B) {
 	m := benchModel(b)
 	for _, n := range []int{1, 16} {
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if err := m.preprocess(benchImages(b, n)); err != nil {
+			ws := &workspace{}
+			if err := m.preprocess(ws, benchImages(b, n)); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if err := m.encode(n); err != nil {
+				if err := m.encode(ws, n); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -92,19 +90,18 @@ func BenchmarkDecoderStep(b *testing.B) {
 	m := benchModel(b)
 	for _, n := range []int{1, 16} {
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if err := m.preprocess(benchImages(b, n)); err != nil {
+			ws := &workspace{}
+			if err := m.preprocess(ws, benchImages(b, n)); err != nil {
 				b.Fatal(err)
 			}
-			if err := m.encode(n); err != nil {
+			if err := m.encode(ws, n); err != nil {
 				b.Fatal(err)
 			}
 			toks := make([]int64, n)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				d := m.newDecoder(n, n, 10)
+				d := m.newDecoder(ws, n, n, 10)
 				for s := 0; s < 8; s++ {
 					if _, err := d.step(toks); err != nil {
 						b.Fatal(err)

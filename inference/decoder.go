@@ -13,9 +13,10 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 // sets of Go buffers (ping-pong): a step reads past from one set and ONNX
 // Runtime writes present straight into the other, so a plain step copies
 // nothing; gather (beam reorder, dropping finished rows) copies rows once.
-// Must be used under Model.mu.
+// One decoder serves one Caption call, with that call's workspace.
 type ortDecoder struct {
 	m       *Model
+	ws      *workspace
 	rows    int
 	past    int
 	cur     int // kv set holding the past
@@ -56,11 +57,11 @@ func (d *ortDecoder) close() {
 }
 
 func (d *ortDecoder) fixed() error {
-	m := d.m
+	m, ws := d.m, d.ws
 	r := int64(d.rows)
 	var err error
 	if d.idsT == nil {
-		if d.idsT, err = ort.NewTensor(ort.NewShape(r, 1), m.ids); err != nil {
+		if d.idsT, err = ort.NewTensor(ort.NewShape(r, 1), ws.ids); err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
 	}
@@ -70,7 +71,7 @@ func (d *ortDecoder) fixed() error {
 		}
 	}
 	if d.logitsT == nil {
-		if d.logitsT, err = ort.NewTensor(ort.NewShape(r, 1, int64(m.vocab)), m.logits); err != nil {
+		if d.logitsT, err = ort.NewTensor(ort.NewShape(r, 1, int64(m.vocab)), ws.logits); err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
 	}
@@ -85,46 +86,46 @@ func (d *ortDecoder) fixed() error {
 }
 
 // newDecoder prepares buffers for up to maxRows rows and maxLen positions.
-func (m *Model) newDecoder(rows, maxRows, maxLen int) *ortDecoder {
+func (m *Model) newDecoder(ws *workspace, rows, maxRows, maxLen int) *ortDecoder {
 	per := maxRows * m.heads * maxLen * m.headDim
 	for s := 0; s < 2; s++ {
-		if len(m.kv[s]) != 2*m.layers {
-			m.kv[s] = make([][]float32, 2*m.layers)
+		if len(ws.kv[s]) != 2*m.layers {
+			ws.kv[s] = make([][]float32, 2*m.layers)
 		}
-		for i := range m.kv[s] {
-			if cap(m.kv[s][i]) < per {
-				m.kv[s][i] = make([]float32, per)
+		for i := range ws.kv[s] {
+			if cap(ws.kv[s][i]) < per {
+				ws.kv[s][i] = make([]float32, per)
 			}
 		}
 		encSize := maxRows * m.encSeq * m.hidden
-		if cap(m.encBuf[s]) < encSize {
-			m.encBuf[s] = make([]float32, encSize)
+		if cap(ws.encBuf[s]) < encSize {
+			ws.encBuf[s] = make([]float32, encSize)
 		}
 	}
-	if need := maxRows * m.vocab; cap(m.logits) < need {
-		m.logits = make([]float32, need)
+	if need := maxRows * m.vocab; cap(ws.logits) < need {
+		ws.logits = make([]float32, need)
 	}
-	if cap(m.ids) < maxRows {
-		m.ids = make([]int64, maxRows)
+	if cap(ws.ids) < maxRows {
+		ws.ids = make([]int64, maxRows)
 	}
-	if cap(m.mask) < maxRows*maxLen {
-		m.mask = make([]int64, maxRows*maxLen)
-		for i := range m.mask {
-			m.mask[i] = 1
+	if cap(ws.mask) < maxRows*maxLen {
+		ws.mask = make([]int64, maxRows*maxLen)
+		for i := range ws.mask {
+			ws.mask[i] = 1
 		}
 	}
-	return &ortDecoder{m: m, rows: rows, encFrom: m.enc}
+	return &ortDecoder{m: m, ws: ws, rows: rows, encFrom: ws.enc}
 }
 
 func (d *ortDecoder) encStates() []float32 {
 	if d.encFrom != nil {
 		return d.encFrom
 	}
-	return d.m.encBuf[d.encCur]
+	return d.ws.encBuf[d.encCur]
 }
 
 func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
-	m := d.m
+	m, ws := d.m, d.ws
 	rows := len(tokens)
 	if rows != d.rows {
 		return nil, fmt.Errorf("decoder: %d tokens for %d rows", rows, d.rows)
@@ -148,7 +149,7 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 	if err := d.fixed(); err != nil {
 		return nil, err
 	}
-	copy(m.ids, tokens)
+	copy(ws.ids, tokens)
 	in := []ort.Value{d.idsT, d.encT}
 	// Input order follows Model.decoderNames: ids, encoder states, [attention_mask], [past], [use_cache_branch].
 	sess, usePast, maskIn := m.decoder, true, m.hasMask
@@ -156,13 +157,13 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 		sess, usePast, maskIn = m.decoder0, false, hasMaskInput(m.dec0In)
 	}
 	if maskIn {
-		if err := add(ort.NewTensor(ort.NewShape(r, int64(d.past+1)), m.mask)); err != nil {
+		if err := add(ort.NewTensor(ort.NewShape(r, int64(d.past+1)), ws.mask)); err != nil {
 			return nil, err
 		}
 	}
 	if usePast {
 		for i := 0; i < 2*m.layers; i++ {
-			if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past), hd), m.kv[d.cur][i])); err != nil {
+			if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past), hd), ws.kv[d.cur][i])); err != nil {
 				return nil, err
 			}
 		}
@@ -178,12 +179,12 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 	nTemp := len(vals)
 	next := 1 - d.cur
 	for i := 0; i < 2*m.layers; i++ {
-		if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past+1), hd), m.kv[next][i])); err != nil {
+		if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past+1), hd), ws.kv[next][i])); err != nil {
 			return nil, err
 		}
 	}
 	out := append([]ort.Value{d.logitsT}, vals[nTemp:]...)
-	logits := m.logits[:rows*m.vocab]
+	logits := ws.logits[:rows*m.vocab]
 	if err := m.runSession(sess, in, out); err != nil {
 		return nil, fmt.Errorf("model %s: decoder run (%d rows, past %d): %s", m.name, rows, d.past, oneLine(err.Error()))
 	}
@@ -203,7 +204,7 @@ func hasMaskInput(in []ort.InputOutputInfo) bool {
 
 // gather makes row i be the current row idx[i], for the KV cache and the encoder states.
 func (d *ortDecoder) gather(idx []int) error {
-	m := d.m
+	m, ws := d.m, d.ws
 	for _, v := range idx {
 		if v < 0 || v >= d.rows {
 			return fmt.Errorf("decoder gather: row %d out of %d", v, d.rows)
@@ -212,7 +213,7 @@ func (d *ortDecoder) gather(idx []int) error {
 	block := m.heads * d.past * m.headDim
 	next := 1 - d.cur
 	for i := 0; i < 2*m.layers; i++ {
-		src, dst := m.kv[d.cur][i], m.kv[next][i]
+		src, dst := ws.kv[d.cur][i], ws.kv[next][i]
 		for r, s := range idx {
 			copy(dst[r*block:(r+1)*block], src[s*block:(s+1)*block])
 		}
@@ -224,7 +225,7 @@ func (d *ortDecoder) gather(idx []int) error {
 	if d.encFrom != nil {
 		dstSet = 0
 	}
-	dst := m.encBuf[dstSet]
+	dst := ws.encBuf[dstSet]
 	for r, s := range idx {
 		copy(dst[r*eb:(r+1)*eb], src[s*eb:(s+1)*eb])
 	}

@@ -169,21 +169,20 @@ func trimGolden(row []int64, eos int64) []int64 {
 // firstStep runs preprocessing, the encoder and one decoder step on one image,
 // returning pixel values, encoder states and the raw step-0 logits.
 func (m *Model) firstStep(img gocv.Mat) (pix, enc, logits []float32, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.preprocess([]gocv.Mat{img}); err != nil {
+	ws := &workspace{}
+	if err := m.preprocess(ws, []gocv.Mat{img}); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := m.encode(1); err != nil {
+	if err := m.encode(ws, 1); err != nil {
 		return nil, nil, nil, err
 	}
-	d := m.newDecoder(1, 1, 2)
+	d := m.newDecoder(ws, 1, 1, 2)
 	defer d.close()
 	l, err := d.step([]int64{m.gen.DecoderStartToken})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return append([]float32(nil), m.pixels...), append([]float32(nil), m.enc...), append([]float32(nil), l...), nil
+	return append([]float32(nil), ws.pixels...), append([]float32(nil), ws.enc...), append([]float32(nil), l...), nil
 }
 
 func equalIDs(a, b []int64) bool {

@@ -109,8 +109,20 @@ type Model struct {
 
 	fastResize bool
 
-	mu     sync.Mutex
+	// life: Caption calls hold it for reading, so that they run at once
+	// (ONNX Runtime sessions take concurrent Run calls); Close takes it for
+	// writing, waiting for the calls in flight.
+	life   sync.RWMutex
 	closed bool
+	// spare holds idle workspaces: one per concurrent Caption call at most.
+	spareMu sync.Mutex
+	spare   []*workspace
+}
+
+// workspace is the memory of one Caption call: pixels, encoder states, the
+// KV cache and logits. Workspaces are reused, so a steady stream of batches
+// allocates nothing large.
+type workspace struct {
 	preps  []*preprocessor
 	pixels []float32
 	enc    []float32
@@ -119,6 +131,24 @@ type Model struct {
 	logits []float32
 	ids    []int64
 	mask   []int64
+}
+
+// getWorkspace takes an idle workspace or makes one.
+func (m *Model) getWorkspace() *workspace {
+	m.spareMu.Lock()
+	defer m.spareMu.Unlock()
+	if n := len(m.spare); n > 0 {
+		ws := m.spare[n-1]
+		m.spare = m.spare[:n-1]
+		return ws
+	}
+	return &workspace{}
+}
+
+func (m *Model) putWorkspace(ws *workspace) {
+	m.spareMu.Lock()
+	defer m.spareMu.Unlock()
+	m.spare = append(m.spare, ws)
 }
 
 var _ Captioner = (*Model)(nil)
@@ -580,19 +610,19 @@ func (m *Model) closeSessions() {
 	}
 }
 
-// Close releases the sessions. It waits for a running Caption to finish; later
-// calls return an error.
+// Close releases the sessions. It waits for running Caption calls to finish;
+// later calls return an error.
 func (m *Model) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.life.Lock()
+	defer m.life.Unlock()
 	if m.closed {
 		return nil
 	}
 	m.closed = true
 	m.closeSessions()
-	m.pixels, m.enc, m.logits = nil, nil, nil
-	m.kv = [2][][]float32{}
-	m.encBuf = [2][]float32{}
+	m.spareMu.Lock()
+	m.spare = nil
+	m.spareMu.Unlock()
 	return nil
 }
 
@@ -630,29 +660,31 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 			return nil, err
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.life.RLock()
+	defer m.life.RUnlock()
 	if m.closed {
 		return nil, ErrClosed
 	}
+	ws := m.getWorkspace()
+	defer m.putWorkspace(ws)
 	n := len(images)
 	t0 := time.Now()
-	if err := m.preprocess(images); err != nil {
+	if err := m.preprocess(ws, images); err != nil {
 		return nil, err
 	}
 	t1 := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := m.encode(n); err != nil {
+	if err := m.encode(ws, n); err != nil {
 		return nil, err
 	}
-	attrs, err := m.attributes(n)
+	attrs, err := m.attributes(ws, n)
 	if err != nil {
 		return nil, err
 	}
 	t2 := time.Now()
-	hyps, err := m.generate(ctx, n, &g)
+	hyps, err := m.generate(ctx, ws, n, &g)
 	if err != nil {
 		return nil, err
 	}
@@ -709,14 +741,14 @@ func (m *Model) regen(over *GenerationOptions) (GenerationSettings, error) {
 	return out, nil
 }
 
-func (m *Model) preprocess(images []gocv.Mat) error {
+func (m *Model) preprocess(ws *workspace, images []gocv.Mat) error {
 	h, w := m.pre.Height, m.pre.Width
 	size := 3 * h * w
 	n := len(images)
-	if cap(m.pixels) < n*size {
-		m.pixels = make([]float32, n*size)
+	if cap(ws.pixels) < n*size {
+		ws.pixels = make([]float32, n*size)
 	}
-	m.pixels = m.pixels[:n*size]
+	ws.pixels = ws.pixels[:n*size]
 	// Check every image before starting work.
 	for i, img := range images {
 		if _, ih, iw, _, _, err := matBytes(img); err != nil {
@@ -730,8 +762,8 @@ func (m *Model) preprocess(images []gocv.Mat) error {
 	procs := runtime.GOMAXPROCS(0)
 	workers := min(n, procs, 8)
 	par := max(1, procs/workers) // leftover cores split each image's rows
-	for len(m.preps) < workers {
-		m.preps = append(m.preps, newPreprocessor(m.pre))
+	for len(ws.preps) < workers {
+		ws.preps = append(ws.preps, newPreprocessor(m.pre))
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -755,29 +787,29 @@ func (m *Model) preprocess(images []gocv.Mat) error {
 					errs[i] = fmt.Errorf("image %d: %w", i, err)
 					continue
 				}
-				p.run(data, ih, iw, stride, ch, m.pixels[i*size:(i+1)*size], par)
+				p.run(data, ih, iw, stride, ch, ws.pixels[i*size:(i+1)*size], par)
 				runtime.KeepAlive(img)
 			}
-		}(m.preps[wk], wk)
+		}(ws.preps[wk], wk)
 	}
 	wg.Wait()
 	runtime.KeepAlive(images)
 	return errors.Join(errs...)
 }
 
-// encode runs the encoder on m.pixels into m.enc [n, T, D].
-func (m *Model) encode(n int) error {
-	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(m.pre.Height), int64(m.pre.Width)), m.pixels)
+// encode runs the encoder on ws.pixels into ws.enc [n, T, D].
+func (m *Model) encode(ws *workspace, n int) error {
+	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(m.pre.Height), int64(m.pre.Width)), ws.pixels)
 	if err != nil {
 		return fmt.Errorf("encoder input: %w", err)
 	}
 	defer in.Destroy()
 	size := n * m.encSeq * m.hidden
-	if cap(m.enc) < size {
-		m.enc = make([]float32, size)
+	if cap(ws.enc) < size {
+		ws.enc = make([]float32, size)
 	}
-	m.enc = m.enc[:size]
-	out, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.encSeq), int64(m.hidden)), m.enc)
+	ws.enc = ws.enc[:size]
+	out, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.encSeq), int64(m.hidden)), ws.enc)
 	if err != nil {
 		return fmt.Errorf("encoder output: %w", err)
 	}
@@ -795,11 +827,11 @@ const notApplicable = "n/a"
 
 // attributes runs the attribute heads on the encoder output: the most probable
 // class of each head and its probability, omitting heads whose answer is "n/a".
-func (m *Model) attributes(n int) ([]map[string]Attribute, error) {
+func (m *Model) attributes(ws *workspace, n int) ([]map[string]Attribute, error) {
 	if m.attrSess == nil {
 		return nil, nil
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.encSeq), int64(m.hidden)), m.enc)
+	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.encSeq), int64(m.hidden)), ws.enc)
 	if err != nil {
 		return nil, fmt.Errorf("attributes input: %w", err)
 	}
@@ -839,8 +871,8 @@ func (m *Model) attributes(n int) ([]map[string]Attribute, error) {
 }
 
 // generate runs greedy or beam search over the encoded batch.
-func (m *Model) generate(ctx context.Context, n int, g *GenerationSettings) ([][]hypothesis, error) {
-	d := m.newDecoder(n, n*g.NumBeams, g.MaxLength)
+func (m *Model) generate(ctx context.Context, ws *workspace, n int, g *GenerationSettings) ([][]hypothesis, error) {
+	d := m.newDecoder(ws, n, n*g.NumBeams, g.MaxLength)
 	defer d.close()
 	if g.NumBeams <= 1 {
 		hs, _, err := greedySearch(ctx, d, n, m.vocab, g)
