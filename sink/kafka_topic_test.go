@@ -1,9 +1,12 @@
 package sink
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,4 +127,119 @@ func TestKafkaSinkFirstWriteToANewTopicIsNotAFailure(t *testing.T) {
 			t.Errorf("read %d records back, want 4", len(got))
 		}
 	})
+}
+
+// duplicateKeys returns the keys that occur twice in one JSON object of
+// line, at any depth. encoding/json accepts duplicates (the last wins), so
+// the tokens are walked.
+func duplicateKeys(line []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	var dups []string
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key := k.(string)
+				if seen[key] {
+					dups = append(dups, key)
+				}
+				seen[key] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // '}'
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ']'
+			return err
+		}
+		return nil
+	}
+	if err := walk(); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return dups, nil
+}
+
+func TestDuplicateKeys(t *testing.T) {
+	cases := map[string]string{
+		`{"a":1,"b":2}`: "",
+		`{"a":1,"a":2}`: "a",
+		`{"a":{"b":1,"b":2},"c":[{"d":1,"d":1}]}`:         "b,d",
+		`{"component":"kafka","x":{"component":"spool"}}`: "",
+	}
+	for in, want := range cases {
+		got, err := duplicateKeys([]byte(in))
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s: duplicates %v, want %q", in, got, want)
+		}
+	}
+}
+
+// Each log line of a SpoolingSink and its spool carries one component:
+// kafka for broker state, spool for the spool's reports. (The service
+// used to pass a logger that already had component=kafka, and the spool
+// added component=spool to it: both keys in one line.)
+func TestSpoolingSinkLogLinesHaveOneComponent(t *testing.T) {
+	dir := t.TempDir()
+	var log lockedBuffer
+	open := func() *SpoolingSink {
+		t.Helper()
+		// Port 1 refuses connections: every delivery fails at once.
+		k, err := NewKafkaSink(KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Logger: zerolog.New(&log).With().Str("component", "kafka").Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSpoolingSink(k, SpoolingConfig{Spool: SpoolConfig{Dir: dir}, CloseTimeout: 100 * time.Millisecond,
+			RetryInterval: time.Hour, Logger: zerolog.New(&log)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	if err := s.Write(context.Background(), testRecords("cam-1", 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close() // records stay spooled
+	s = open()    // the spool reports the unsent records it found
+	_ = s.Close()
+
+	byComponent := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(log.String()))
+	for sc.Scan() {
+		line := sc.Bytes()
+		dups, err := duplicateKeys(line)
+		if err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, line)
+		}
+		if len(dups) > 0 {
+			t.Errorf("keys %v twice in %s", dups, line)
+		}
+		var f struct{ Component string }
+		_ = json.Unmarshal(line, &f)
+		byComponent[f.Component]++
+	}
+	if byComponent["kafka"] == 0 || byComponent["spool"] == 0 || byComponent[""] != 0 {
+		t.Errorf("lines per component: %v; want some kafka and spool lines and none without\n%s", byComponent, log.String())
+	}
 }
