@@ -280,6 +280,9 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 		topics: map[string]bool{}}, nil
 }
 
+// Name is the sink's label in metrics and logs.
+func (k *KafkaSink) Name() string { return "kafka" }
+
 // attemptTimeout bounds how long kafka-go itself may spend on one
 // WriteMessages call (every attempt and backoff). A caller's deadline
 // shorter than this can return while kafka-go still holds the batch and

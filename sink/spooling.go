@@ -147,6 +147,9 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 	return s, nil
 }
 
+// Name is the sink's label in metrics and logs: the Kafka sink's.
+func (s *SpoolingSink) Name() string { return s.k.Name() }
+
 // Write delivers recs with each source's configured full-spool policy.
 func (s *SpoolingSink) Write(ctx context.Context, recs []Record) error {
 	return s.write(ctx, recs, s.cfg.Policy)
