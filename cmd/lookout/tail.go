@@ -240,8 +240,9 @@ func openTailReaders(ctx context.Context, o tailOptions, errOut io.Writer) ([]*k
 	return readers, nil
 }
 
-// waitForTopic returns the topic's partitions once it exists and every
-// partition has a leader; appeared is true when it did not exist at first.
+// waitForTopic returns the topic's partitions once it exists (and, if it
+// was missing at first, every partition has a leader); appeared is true
+// when it did not exist at first.
 // It never creates the topic (a typo in --topic must not make one): it
 // polls metadata, after one note on errOut. It returns no partitions and
 // no error when ctx is cancelled (Ctrl-C), and an error when ctx's
@@ -254,6 +255,7 @@ func waitForTopic(ctx context.Context, o tailOptions, errOut io.Writer) (parts [
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(o.brokers...), Timeout: 10 * time.Second, Transport: tr}
 	waited := time.Now()
+	waiting := false // the topic was missing at least once
 	for {
 		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		md, err := client.Metadata(mctx, &kafka.MetadataRequest{Topics: []string{o.topic}})
@@ -261,22 +263,22 @@ func waitForTopic(ctx context.Context, o tailOptions, errOut io.Writer) (parts [
 		switch {
 		case err != nil && errors.Is(ctx.Err(), context.Canceled):
 			return nil, false, nil
-		case err != nil && appeared && ctx.Err() != nil:
+		case err != nil && waiting && ctx.Err() != nil:
 			// The deadline passed during a poll: that is the timeout
 			// below, not an unreachable broker.
 		case err != nil:
 			return nil, false, fmt.Errorf("tail: cannot reach Kafka at %s: %w (is the broker running? scripts/kafka.sh start)", brokers, err)
 		default:
-			parts, err := readyPartitions(md, o.topic)
+			parts, err := readyPartitions(md, o.topic, waiting)
 			if err != nil {
 				return nil, false, err
 			}
 			if len(parts) > 0 {
-				return parts, appeared, nil
+				return parts, waiting, nil
 			}
 		}
-		if !appeared {
-			appeared = true
+		if !waiting {
+			waiting = true
 			fmt.Fprintf(errOut, "tail: topic %q does not exist yet on %s; waiting (Ctrl-C to stop)\n", o.topic, brokers)
 		}
 		t := time.NewTimer(tailTopicPoll)
@@ -293,9 +295,11 @@ func waitForTopic(ctx context.Context, o tailOptions, errOut io.Writer) (parts [
 }
 
 // readyPartitions returns the topic's partitions from md, or none while
-// the topic does not exist or is still being created (a partition without
-// a leader).
-func readyPartitions(md *kafka.MetadataResponse, topic string) ([]kafka.Partition, error) {
+// the topic does not exist. With needLeaders (a topic that just appeared),
+// also none while a partition has no leader yet: its creation is still
+// under way. A topic found at once is read as it is, even with a partition
+// offline.
+func readyPartitions(md *kafka.MetadataResponse, topic string, needLeaders bool) ([]kafka.Partition, error) {
 	for _, t := range md.Topics {
 		if t.Name != topic {
 			continue
@@ -307,7 +311,7 @@ func readyPartitions(md *kafka.MetadataResponse, topic string) ([]kafka.Partitio
 			return nil, fmt.Errorf("tail: topic %q: %w", topic, t.Error)
 		}
 		for _, p := range t.Partitions {
-			if p.Error != nil || p.Leader.Host == "" {
+			if needLeaders && (p.Error != nil || p.Leader.Host == "") {
 				return nil, nil
 			}
 		}

@@ -60,6 +60,34 @@ func TestTailFlagsAreValidated(t *testing.T) {
 	}
 }
 
+func TestReadyPartitions(t *testing.T) {
+	leader := kafka.Broker{Host: "127.0.0.1", Port: 9092, ID: 1}
+	md := func(topicErr error, parts ...kafka.Partition) *kafka.MetadataResponse {
+		return &kafka.MetadataResponse{Topics: []kafka.Topic{{Name: "t", Error: topicErr, Partitions: parts}}}
+	}
+	cases := []struct {
+		name        string
+		md          *kafka.MetadataResponse
+		needLeaders bool
+		want        int
+		wantErr     bool
+	}{
+		{"missing", md(kafka.UnknownTopicOrPartition), false, 0, false},
+		{"being created", md(kafka.LeaderNotAvailable), true, 0, false},
+		{"not in the answer", &kafka.MetadataResponse{}, false, 0, false},
+		{"ready", md(nil, kafka.Partition{ID: 0, Leader: leader}, kafka.Partition{ID: 1, Leader: leader}), true, 2, false},
+		{"no leader yet, just appeared", md(nil, kafka.Partition{ID: 0, Leader: leader}, kafka.Partition{ID: 1}), true, 0, false},
+		{"a partition offline, found at once", md(nil, kafka.Partition{ID: 0, Leader: leader}, kafka.Partition{ID: 1}), false, 2, false},
+		{"other error", md(kafka.TopicAuthorizationFailed), false, 0, true},
+	}
+	for _, c := range cases {
+		parts, err := readyPartitions(c.md, "t", c.needLeaders)
+		if len(parts) != c.want || (err != nil) != c.wantErr {
+			t.Errorf("%s: %d partitions, err %v; want %d, error %t", c.name, len(parts), err, c.want, c.wantErr)
+		}
+	}
+}
+
 // The broker tests share the end-to-end tests' broker (LOOKOUT_E2E_KAFKA_PORT,
 // started by e2eStartKafka, stopped by TestMain), each on fresh topics.
 
@@ -83,7 +111,7 @@ func TestTailReadsRecordsFromARealBroker(t *testing.T) {
 	if err := k.Write(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
-	w := kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll}
+	w := kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}}
 	if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("not a record")}); err != nil {
 		t.Fatal(err)
 	}
