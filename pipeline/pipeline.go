@@ -122,8 +122,9 @@ func (s *sinkSlot) down() error {
 }
 
 // Namer is implemented by sinks that name themselves in metric labels and
-// logs. Other sinks are named sink0, sink1, ... by their position in New's
-// slice.
+// logs (every sink of package sink does: kafka, jsonl). Other sinks are
+// named sink0, sink1, ... by their position in New's slice. A name already
+// taken gets a number: jsonl, jsonl2.
 type Namer interface {
 	Name() string
 }
@@ -163,11 +164,17 @@ func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerol
 		p.capt = meteredCaptioner{Captioner: captioner, m: m}
 		p.model, p.digest = captioner.Name(), captioner.Digest()
 	}
+	used := map[string]bool{}
 	for i, s := range sinks {
 		name := fmt.Sprintf("sink%d", i)
 		if n, ok := s.(Namer); ok && n.Name() != "" {
 			name = n.Name()
 		}
+		// Two sinks of one kind (two JSONL files) must not share a label.
+		for base, k := name, 2; used[name]; k++ {
+			name = fmt.Sprintf("%s%d", base, k)
+		}
+		used[name] = true
 		p.sinks = append(p.sinks, &sinkSlot{name: name, s: newMeteredSink(s, name, m), raw: s})
 	}
 	return p

@@ -47,6 +47,10 @@ func NewJSONLSink(path string) (*JSONLSink, error) {
 // NewJSONLWriter writes lines to w (no fsync; Close does not close w).
 func NewJSONLWriter(w io.Writer) *JSONLSink { return &JSONLSink{w: w, name: "writer"} }
 
+// Name is the sink's label in metrics and logs: "jsonl" whatever the
+// file, so that labels stay stable when the path changes.
+func (s *JSONLSink) Name() string { return "jsonl" }
+
 // Write appends one line per record.
 func (s *JSONLSink) Write(_ context.Context, recs []Record) error {
 	var buf []byte

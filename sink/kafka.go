@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -43,7 +45,10 @@ type KafkaConfig struct {
 	// Default 3. (A refused connection fails at once, whatever this is.)
 	MaxAttempts int
 	// AllowAutoTopicCreation lets the first write create a missing topic
-	// (when the broker allows it). Default false.
+	// (when the broker allows it): before the first produce to a topic the
+	// sink asks for it with auto-creation and waits, up to WriteTimeout,
+	// until every partition has a leader, so that a new topic's first write
+	// neither fails nor counts as a failure. Default false.
 	AllowAutoTopicCreation bool
 	TLS                    TLSConfig
 	SASL                   SASLConfig
@@ -224,10 +229,14 @@ func (c TLSConfig) build() (*tls.Config, error) {
 type KafkaSink struct {
 	cfg    KafkaConfig
 	w      *kafka.Writer
+	tr     *kafka.Transport
 	errLog *rateLog
 
 	mu     sync.Mutex
 	closed bool
+	// topics holds the topics already waited for (only with
+	// AllowAutoTopicCreation; see ensureTopics).
+	topics map[string]bool
 }
 
 var _ Sink = (*KafkaSink)(nil)
@@ -267,8 +276,12 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 		AllowAutoTopicCreation: cfg.AllowAutoTopicCreation,
 		Transport:              tr,
 	}
-	return &KafkaSink{cfg: cfg, w: w, errLog: &rateLog{log: cfg.Logger, interval: cfg.ErrorInterval}}, nil
+	return &KafkaSink{cfg: cfg, w: w, tr: tr, errLog: &rateLog{log: cfg.Logger, interval: cfg.ErrorInterval},
+		topics: map[string]bool{}}, nil
 }
+
+// Name is the sink's label in metrics and logs.
+func (k *KafkaSink) Name() string { return "kafka" }
 
 // attemptTimeout bounds how long kafka-go itself may spend on one
 // WriteMessages call (every attempt and backoff). A caller's deadline
@@ -385,6 +398,7 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 	if closed {
 		return ErrClosed
 	}
+	k.ensureTopics(ctx, msgs)
 	err := k.w.WriteMessages(ctx, msgs...)
 	if err == nil {
 		for src, n := range countBySource(msgs, nil) {
@@ -428,6 +442,88 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 	de := &DeliveryError{Failed: failed, Permanent: permanent, Err: errors.Join(errs...)}
 	k.errLog.Error(de, "kafka delivery failed")
 	return de
+}
+
+// topicPoll is the pause between two metadata requests while a new topic
+// is being created.
+const topicPoll = 50 * time.Millisecond
+
+// ensureTopics waits, before the first produce to each topic of msgs, until
+// the topic exists with a leader for every partition, creating it through a
+// metadata request with auto-creation. Later writes to the topic do not ask. Without this, kafka-go's Writer
+// passes on the broker's answer to the creating request ("Unknown Topic Or
+// Partition": creation in progress) as the write's error, which was logged
+// and counted as a failed delivery although nothing was wrong. The wait is
+// bounded by WriteTimeout and ctx; when it fails (broker down, creation
+// refused or slow) the write goes ahead and reports the real error.
+func (k *KafkaSink) ensureTopics(ctx context.Context, msgs []kafka.Message) {
+	if !k.cfg.AllowAutoTopicCreation {
+		return
+	}
+	var todo []string
+	k.mu.Lock()
+	for _, m := range msgs {
+		if !k.topics[m.Topic] && !slices.Contains(todo, m.Topic) {
+			todo = append(todo, m.Topic)
+		}
+	}
+	k.mu.Unlock()
+	for _, t := range todo {
+		if k.waitTopic(ctx, t) {
+			k.mu.Lock()
+			k.topics[t] = true
+			k.mu.Unlock()
+		}
+	}
+}
+
+// waitTopic asks for topic with auto-creation until it exists with a
+// leader per partition, or WriteTimeout or ctx ends. It reports whether
+// the broker answered, so that a topic is waited for at most once (the
+// broker may refuse to create it: auto.create.topics.enable=false), but
+// again after the broker could not be reached. It uses the writer's
+// Transport, so that the writer's metadata cache holds the topic after.
+func (k *KafkaSink) waitTopic(ctx context.Context, topic string) (answered bool) {
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.WriteTimeout)
+	defer cancel()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return answered
+		case <-t.C:
+		}
+		res, err := k.tr.RoundTrip(ctx, k.w.Addr, &metadataAPI.Request{TopicNames: []string{topic}, AllowAutoTopicCreation: true})
+		if err != nil {
+			return answered // the broker cannot be reached: the write says so
+		}
+		answered = true
+		if md, ok := res.(*metadataAPI.Response); ok && topicHasLeaders(md, topic) {
+			return true
+		}
+		t.Reset(topicPoll)
+	}
+}
+
+// topicHasLeaders reports whether md shows topic without error, with at
+// least one partition and a leader for each.
+func topicHasLeaders(md *metadataAPI.Response, topic string) bool {
+	for _, t := range md.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.ErrorCode != 0 || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 || p.LeaderID < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // countBySource counts messages per key, skipping those whose skip entry is

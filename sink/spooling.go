@@ -18,7 +18,7 @@ import (
 // SpoolingConfig configures a SpoolingSink.
 type SpoolingConfig struct {
 	// Spool configures the disk spool. Spool.Dir is required; Spool.Logger
-	// is replaced by Logger.
+	// is replaced by Logger with component=spool.
 	Spool SpoolConfig
 	// Policy picks the full-spool policy of a source's records. Default:
 	// Block for every source (nothing lost). Live sources should use
@@ -43,7 +43,9 @@ type SpoolingConfig struct {
 	CloseTimeout time.Duration
 	// Metrics receives Spooled and Dropped counts. Default: none.
 	Metrics Metrics
-	// Logger receives broker state changes and spool reports.
+	// Logger receives broker state changes (with component=kafka) and
+	// spool reports (with component=spool). Give it no component field:
+	// zerolog would write the key twice in one line.
 	Logger zerolog.Logger
 }
 
@@ -136,7 +138,7 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &SpoolingSink{cfg: cfg, k: k, spool: sp, log: cfg.Logger, kick: make(chan struct{}, 1),
+	s := &SpoolingSink{cfg: cfg, k: k, spool: sp, log: cfg.Logger.With().Str("component", "kafka").Logger(), kick: make(chan struct{}, 1),
 		runCtx: ctx, stop: cancel, done: make(chan struct{})}
 	s.up.Store(true)
 	s.lastErr.Store("")
@@ -144,6 +146,9 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 	s.wake()
 	return s, nil
 }
+
+// Name is the sink's label in metrics and logs: the Kafka sink's.
+func (s *SpoolingSink) Name() string { return s.k.Name() }
 
 // Write delivers recs with each source's configured full-spool policy.
 func (s *SpoolingSink) Write(ctx context.Context, recs []Record) error {

@@ -198,7 +198,7 @@ func (s *service) openKafka(ctx context.Context) error {
 		return err
 	}
 	sp, err := sink.NewSpoolingSink(ks, sink.SpoolingConfig{
-		Spool: sink.SpoolConfig{Dir: filepath.Join(s.cfg.DataDir, "spool"), MaxBytes: k.SpoolMaxBytes, Logger: log},
+		Spool: sink.SpoolConfig{Dir: filepath.Join(s.cfg.DataDir, "spool"), MaxBytes: k.SpoolMaxBytes},
 		Policy: func(id string) sink.FullPolicy {
 			if live, _ := s.live.Load(id); live == true {
 				return sink.DropOldest
@@ -206,7 +206,7 @@ func (s *service) openKafka(ctx context.Context) error {
 			return sink.Block
 		},
 		Metrics: kmetrics,
-		Logger:  log,
+		Logger:  s.log, // no component: the sink adds kafka or spool
 	})
 	if err != nil {
 		_ = ks.Close()

@@ -41,12 +41,19 @@ func newTailCmd() *cobra.Command {
 
 Without --group every partition is read directly, starting at the end
 (or at the beginning with --from-beginning). With --group the reader joins
-that consumer group and commits its offsets; --from-beginning then applies
-only when the group has no committed offset.
+that consumer group; --from-beginning then applies only when the group has
+no committed offset. The group's offset is committed after each record is
+printed (or reported as not a lookout record), never for a record that was
+not shown, so successive runs with --count read each record exactly once.
+
+A topic that does not exist yet is waited for (tail never creates it): a
+note goes to stderr once, and when the topic appears its records are read
+from its first one, as they all arrived after tail started. --timeout bounds
+the wait.
 
 Exits after --count records, after --timeout, or on Ctrl-C. Exit status 1
-when --timeout passes before --count records arrived, or when Kafka cannot
-be reached.`,
+when --timeout passes before --count records arrived or before the topic
+appeared, or when Kafka cannot be reached.`,
 		Example: `  lookout tail --brokers 127.0.0.1:9092 --topic lookout.captions
   lookout tail --topic lookout.captions --from-beginning --count 10 --timeout 30s --json`,
 		Args: noArgs,
@@ -101,11 +108,16 @@ func runTail(ctx context.Context, o tailOptions, out, errOut io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	readers, err := openTailReaders(ctx, o)
-	if err != nil {
+	readers, err := openTailReaders(ctx, o, errOut)
+	if err != nil || readers == nil {
 		return err
 	}
-	msgs := make(chan kafka.Message)
+	// FetchMessage, not ReadMessage: ReadMessage commits a group's offset
+	// as soon as a message is fetched, so the one fetched while the main
+	// loop printed the last of --count records was committed unprinted
+	// and the next run skipped it. Here the main loop commits what it has
+	// shown, and nothing else.
+	msgs := make(chan tailMessage)
 	errs := make(chan error, len(readers))
 	var wg sync.WaitGroup
 	for _, r := range readers {
@@ -114,7 +126,7 @@ func runTail(ctx context.Context, o tailOptions, out, errOut io.Writer) error {
 			defer wg.Done()
 			defer r.Close()
 			for {
-				m, err := r.ReadMessage(ctx)
+				m, err := r.FetchMessage(ctx)
 				if err != nil {
 					if ctx.Err() == nil {
 						errs <- err
@@ -122,7 +134,7 @@ func runTail(ctx context.Context, o tailOptions, out, errOut io.Writer) error {
 					return
 				}
 				select {
-				case msgs <- m:
+				case msgs <- tailMessage{r: r, m: m}:
 				case <-ctx.Done():
 					return
 				}
@@ -135,9 +147,14 @@ func runTail(ctx context.Context, o tailOptions, out, errOut io.Writer) error {
 	n := 0
 	for {
 		select {
-		case m := <-msgs:
-			if printTailRecord(out, errOut, m, o.json) {
+		case tm := <-msgs:
+			if printTailRecord(out, errOut, tm.m, o.json) {
 				n++
+			}
+			if o.group != "" {
+				if err := commitTail(tm); err != nil {
+					return fmt.Errorf("tail: commit offset %d of partition %d of %s for group %s: %w", tm.m.Offset, tm.m.Partition, o.topic, o.group, err)
+				}
 			}
 			if o.count > 0 && n >= o.count {
 				return nil
@@ -153,42 +170,53 @@ func runTail(ctx context.Context, o tailOptions, out, errOut io.Writer) error {
 	}
 }
 
-// openTailReaders checks that the brokers answer and the topic exists, then
-// opens one reader per partition, or one group reader.
-func openTailReaders(ctx context.Context, o tailOptions) ([]*kafka.Reader, error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// tailMessage is a fetched message and the reader that commits it.
+type tailMessage struct {
+	r *kafka.Reader
+	m kafka.Message
+}
+
+// tailCommitTimeout bounds the commit of one shown record. The commit
+// does not use the run's context: a record printed just before Ctrl-C or
+// --timeout is still committed, so that the next run does not print it
+// again.
+const tailCommitTimeout = 10 * time.Second
+
+// commitTail commits the group's offset past tm, synchronously (the
+// reader's CommitInterval is 0), so it is stored before tail exits.
+func commitTail(tm tailMessage) error {
+	ctx, cancel := context.WithTimeout(context.Background(), tailCommitTimeout)
 	defer cancel()
-	// A metadata request that never creates the topic (a typo in --topic
-	// must not make one).
-	client := &kafka.Client{Addr: kafka.TCP(o.brokers...), Timeout: 10 * time.Second}
-	md, err := client.Metadata(dctx, &kafka.MetadataRequest{Topics: []string{o.topic}})
-	if err != nil {
-		return nil, fmt.Errorf("tail: cannot reach Kafka at %s: %w (is the broker running? scripts/kafka.sh start)", strings.Join(o.brokers, ","), err)
+	return tm.r.CommitMessages(ctx, tm.m)
+}
+
+// tailTopicPoll is how often tail asks whether a missing topic exists yet.
+const tailTopicPoll = 250 * time.Millisecond
+
+// openTailReaders waits for the topic (see waitForTopic), then opens one
+// reader per partition, or one group reader. It returns no readers and no
+// error when ctx was cancelled while waiting (Ctrl-C).
+func openTailReaders(ctx context.Context, o tailOptions, errOut io.Writer) ([]*kafka.Reader, error) {
+	parts, appeared, err := waitForTopic(ctx, o, errOut)
+	if err != nil || parts == nil {
+		return nil, err
 	}
-	var parts []kafka.Partition
-	for _, t := range md.Topics {
-		if t.Name != o.topic {
-			continue
-		}
-		if t.Error != nil {
-			if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
-				break
-			}
-			return nil, fmt.Errorf("tail: topic %q: %w", o.topic, t.Error)
-		}
-		parts = t.Partitions
-	}
-	if len(parts) == 0 {
-		return nil, fmt.Errorf("tail: topic %q does not exist on %s: check --topic", o.topic, strings.Join(o.brokers, ","))
-	}
+	// Every record of a topic that appeared while tail waited was written
+	// after tail started: read it from the first one, or the records
+	// written before the readers were open would be missed.
+	fromBeginning := o.fromBeginning || appeared
 	if o.group != "" {
 		start := kafka.LastOffset
-		if o.fromBeginning {
+		if fromBeginning {
 			start = kafka.FirstOffset
 		}
 		return []*kafka.Reader{kafka.NewReader(kafka.ReaderConfig{
 			Brokers: o.brokers, Topic: o.topic, GroupID: o.group, StartOffset: start,
 			MaxWait: 250 * time.Millisecond,
+			// 0: CommitMessages commits synchronously, and Close has no
+			// pending commit to flush. Stated, not left to the default,
+			// because the exactly-once-per-run reading depends on it.
+			CommitInterval: 0,
 		})}, nil
 	}
 	var readers []*kafka.Reader
@@ -197,7 +225,7 @@ func openTailReaders(ctx context.Context, o tailOptions) ([]*kafka.Reader, error
 			Brokers: o.brokers, Topic: o.topic, Partition: p.ID, MaxWait: 250 * time.Millisecond,
 		})
 		off := kafka.LastOffset
-		if o.fromBeginning {
+		if fromBeginning {
 			off = kafka.FirstOffset
 		}
 		if err := r.SetOffset(off); err != nil {
@@ -210,6 +238,86 @@ func openTailReaders(ctx context.Context, o tailOptions) ([]*kafka.Reader, error
 		readers = append(readers, r)
 	}
 	return readers, nil
+}
+
+// waitForTopic returns the topic's partitions once it exists (and, if it
+// was missing at first, every partition has a leader); appeared is true
+// when it did not exist at first.
+// It never creates the topic (a typo in --topic must not make one): it
+// polls metadata, after one note on errOut. It returns no partitions and
+// no error when ctx is cancelled (Ctrl-C), and an error when ctx's
+// deadline (--timeout) passes first.
+func waitForTopic(ctx context.Context, o tailOptions, errOut io.Writer) (parts []kafka.Partition, appeared bool, err error) {
+	brokers := strings.Join(o.brokers, ",")
+	// Metadata served by a Transport comes from a cache refreshed every
+	// MetadataTTL (6s by default): keep it as short as the poll.
+	tr := &kafka.Transport{DialTimeout: 10 * time.Second, MetadataTTL: tailTopicPoll}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(o.brokers...), Timeout: 10 * time.Second, Transport: tr}
+	waited := time.Now()
+	waiting := false // the topic was missing at least once
+	for {
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		md, err := client.Metadata(mctx, &kafka.MetadataRequest{Topics: []string{o.topic}})
+		cancel()
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			return nil, false, nil
+		case err != nil && waiting && ctx.Err() != nil:
+			// The deadline passed during a poll: that is the timeout
+			// below, not an unreachable broker.
+		case err != nil:
+			return nil, false, fmt.Errorf("tail: cannot reach Kafka at %s: %w (is the broker running? scripts/kafka.sh start)", brokers, err)
+		default:
+			parts, err := readyPartitions(md, o.topic, waiting)
+			if err != nil {
+				return nil, false, err
+			}
+			if len(parts) > 0 {
+				return parts, waiting, nil
+			}
+		}
+		if !waiting {
+			waiting = true
+			fmt.Fprintf(errOut, "tail: topic %q does not exist yet on %s; waiting (Ctrl-C to stop)\n", o.topic, brokers)
+		}
+		t := time.NewTimer(tailTopicPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, false, fmt.Errorf("tail: topic %q still does not exist on %s after %s: check --topic", o.topic, brokers, time.Since(waited).Round(time.Millisecond))
+			}
+			return nil, false, nil
+		case <-t.C:
+		}
+	}
+}
+
+// readyPartitions returns the topic's partitions from md, or none while
+// the topic does not exist. With needLeaders (a topic that just appeared),
+// also none while a partition has no leader yet: its creation is still
+// under way. A topic found at once is read as it is, even with a partition
+// offline.
+func readyPartitions(md *kafka.MetadataResponse, topic string, needLeaders bool) ([]kafka.Partition, error) {
+	for _, t := range md.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			if errors.Is(t.Error, kafka.UnknownTopicOrPartition) || errors.Is(t.Error, kafka.LeaderNotAvailable) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("tail: topic %q: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			if needLeaders && (p.Error != nil || p.Leader.Host == "") {
+				return nil, nil
+			}
+		}
+		return t.Partitions, nil
+	}
+	return nil, nil
 }
 
 // printTailRecord prints one message: its raw value with asJSON, else a
