@@ -177,7 +177,7 @@ func (b *tailBuffer) String() string {
 // tailRecord is caption record i of source cam-t, as JSON.
 func tailRecord(i int) []byte {
 	pts := int64(i) * 1000
-	b, _ := json.Marshal(sink.Record{SchemaVersion: 1, ID: sink.RecordID("cam-t", pts, "d", sink.KindCaption),
+	b, _ := json.Marshal(sink.Record{SchemaVersion: 1, ID: sink.RecordID("cam-t", "", pts, "d", sink.KindCaption),
 		Kind: sink.KindCaption, SourceID: "cam-t", PTSMillis: pts, Caption: fmt.Sprintf("caption %d", i), CaptureTime: time.Now()})
 	return b
 }
