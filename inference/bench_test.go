@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -142,6 +144,42 @@ func benchCaption(b *testing.B, hd bool) {
 			if s := (m.SessionTime() - s0).Seconds(); s > 0 {
 				b.ReportMetric(100*(el.Seconds()-s)/s, "%overhead")
 			}
+		})
+	}
+}
+
+// BenchmarkCaptionWorkers is what pipeline.workers buys: 1, 2 and 4
+// goroutines captioning batches of 8 golden images at once on one model
+// (one intra-op thread per run). b.N batches are shared among the workers;
+// captions/s across workers 1 and 2 is the scaling figure of
+// docs/CAPACITY.md.
+func BenchmarkCaptionWorkers(b *testing.B) {
+	m := benchModel(b)
+	const batch = 8
+	for _, w := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers%d", w), func(b *testing.B) {
+			imgs := benchImagesSized(b, batch, false)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			s0 := m.SessionTime()
+			b.ResetTimer()
+			for range w {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if _, err := m.Caption(bg, imgs); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "captions/s")
+			// ONNX Runtime's own time per caption: it grows with workers when
+			// runs contend (memory bandwidth, allocator), not just share cores.
+			b.ReportMetric((m.SessionTime()-s0).Seconds()*1e3/float64(batch*b.N), "ort-ms/caption")
 		})
 	}
 }

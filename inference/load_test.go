@@ -299,6 +299,11 @@ func TestConcurrentCaptions(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// The calls really ran at once (they took turns on one lock before).
+	if p := m.PeakConcurrentRuns(); p < 2 {
+		t.Errorf("at most %d ONNX Runtime run in flight across 6 goroutines, want concurrent runs", p)
+	}
+	t.Logf("peak concurrent ONNX Runtime runs: %d", m.PeakConcurrentRuns())
 }
 
 func TestCaptionContextAndClose(t *testing.T) {

@@ -106,6 +106,8 @@ type Model struct {
 	encSeq                                int // encoder sequence length T
 
 	sessNanos atomic.Int64 // cumulative time inside ONNX Runtime runs
+	running   atomic.Int32 // ONNX Runtime runs in flight now
+	peakRuns  atomic.Int32 // the most runs seen in flight at once
 
 	fastResize bool
 
@@ -960,11 +962,19 @@ func (m *Model) Info() ModelInfo {
 
 // runSession runs one ONNX Runtime session and accounts its time.
 func (m *Model) runSession(s *ort.DynamicAdvancedSession, in, out []ort.Value) error {
+	n := m.running.Add(1)
+	for p := m.peakRuns.Load(); n > p && !m.peakRuns.CompareAndSwap(p, n); p = m.peakRuns.Load() {
+	}
 	t := time.Now()
 	err := s.Run(in, out)
 	m.sessNanos.Add(int64(time.Since(t)))
+	m.running.Add(-1)
 	return err
 }
+
+// PeakConcurrentRuns is the most ONNX Runtime runs this model has had in
+// flight at once: above 1 once Caption calls overlapped.
+func (m *Model) PeakConcurrentRuns() int { return int(m.peakRuns.Load()) }
 
 // SessionTime is the cumulative time spent inside ONNX Runtime session runs
 // (the raw compute the engine's own work is measured against).

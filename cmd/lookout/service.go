@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,14 +80,16 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 		return s, err
 	}
 
-	s.model, err = inference.Load(cfg.Model.Dir, modelOptions(cfg.Model, log))
+	workers := autoWorkers(cfg.Pipeline.Workers)
+	s.model, err = inference.Load(cfg.Model.Dir, modelOptions(cfg.Model, workers, log))
 	if err != nil {
 		if _, serr := os.Stat(cfg.Model.Dir); errors.Is(serr, fs.ErrNotExist) {
 			err = usageError{err} // a wrong path in the config or on the command line, as in `model info`
 		}
 		return s, err
 	}
-	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", cfg.Model.Dir).Msg("model loaded")
+	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", cfg.Model.Dir).
+		Int("workers", workers).Int("intra_op_threads", modelOptions(cfg.Model, workers, log).IntraOpThreads).Msg("model loaded")
 
 	if cfg.Sinks.JSONL.Path != "" {
 		j, err := sink.NewJSONLSink(cfg.Sinks.JSONL.Path)
@@ -125,7 +128,7 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 	pcfg := pipeline.Config{
 		MaxBatch:            cfg.Pipeline.MaxBatch,
 		MaxWait:             cfg.Pipeline.MaxWait,
-		Workers:             cfg.Pipeline.Workers,
+		Workers:             workers,
 		QueueSize:           cfg.Pipeline.QueueSize,
 		ExitWhenSourcesDone: opt.exitWhenDone,
 		OnDelivered:         s.delivered,
@@ -135,7 +138,22 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 	return s, nil
 }
 
-func modelOptions(m config.Model, log zerolog.Logger) inference.Options {
+// autoWorkers resolves pipeline.workers: 0 means one per core, at most 8.
+func autoWorkers(n int) int {
+	if n > 0 {
+		return n
+	}
+	return min(runtime.GOMAXPROCS(0), 8)
+}
+
+// modelOptions turns the model config into engine options. With
+// intra_op_threads 0, each of the workers' runs gets an equal share of the
+// cores: concurrent single-thread runs beat one multi-thread run on small
+// batches (docs/CAPACITY.md).
+func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Options {
+	if m.IntraOpThreads == 0 {
+		m.IntraOpThreads = max(1, runtime.GOMAXPROCS(0)/max(workers, 1))
+	}
 	g := inference.GenerationOptions{
 		NumBeams:          m.Generation.NumBeams,
 		MaxNewTokens:      m.Generation.MaxNewTokens,

@@ -68,7 +68,9 @@ type Model struct {
 	// AllowCPUFallback logs and falls back to CPU when the provider cannot
 	// load. Default false.
 	AllowCPUFallback bool `yaml:"allow_cpu_fallback"`
-	// IntraOpThreads and InterOpThreads: 0 lets ONNX Runtime decide.
+	// IntraOpThreads: threads per ONNX Runtime run. Default 0: cores divided
+	// by pipeline.workers, at least 1 (measured best: docs/CAPACITY.md).
+	// InterOpThreads: 0 lets ONNX Runtime decide.
 	IntraOpThreads int `yaml:"intra_op_threads"`
 	InterOpThreads int `yaml:"inter_op_threads"`
 	// Decoder is auto (merged decoder when the folder has one, else the split
@@ -108,7 +110,9 @@ type Pipeline struct {
 	// MaxWait is how long the first frame of a batch waits for company.
 	// Default 50ms.
 	MaxWait time.Duration `yaml:"max_wait"`
-	// Workers is the number of inference workers. Default 1.
+	// Workers is the number of inference workers, captioning batches at
+	// once. Default 0: one per core (GOMAXPROCS), at most 8; with
+	// model.intra_op_threads 0 each run then gets cores/workers threads.
 	Workers int `yaml:"workers"`
 	// QueueSize is the per-source queue length. Default 4.
 	QueueSize int `yaml:"queue_size"`
@@ -220,7 +224,7 @@ func Default() Config {
 		Log:      Log{Level: "info", Format: "auto"},
 		HTTP:     HTTP{Listen: "127.0.0.1:9464"},
 		Model:    Model{Dir: "models/demo", Provider: "cpu", Decoder: "auto", Resize: "exact", GraphOptimization: "all"},
-		Pipeline: Pipeline{MaxBatch: 8, MaxWait: 50 * time.Millisecond, Workers: 1, QueueSize: 4},
+		Pipeline: Pipeline{MaxBatch: 8, MaxWait: 50 * time.Millisecond, Workers: 0, QueueSize: 4},
 		Sinks: Sinks{Kafka: Kafka{
 			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", Compression: "lz4",
 			BatchSize: 100, BatchTimeout: 10 * time.Millisecond, SpoolMaxBytes: 1 << 30,
@@ -490,8 +494,8 @@ func (c Config) problems() []problem {
 	if p.MaxWait < 0 {
 		bad("pipeline.max_wait", "must be >= 0, got %s", p.MaxWait)
 	}
-	if p.Workers < 1 || p.Workers > 64 {
-		bad("pipeline.workers", "must be between 1 and 64, got %d", p.Workers)
+	if p.Workers < 0 || p.Workers > 64 {
+		bad("pipeline.workers", "must be between 1 and 64 (0: one per core), got %d", p.Workers)
 	}
 	if p.QueueSize < 1 {
 		bad("pipeline.queue_size", "must be >= 1, got %d", p.QueueSize)
