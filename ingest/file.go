@@ -23,6 +23,17 @@ type FileOptions struct {
 	// StartAt skips frames whose PTS is before it (they are decoded and
 	// released), for resuming a replay from a checkpoint. Default 0.
 	StartAt time.Duration
+	// Keyframes decodes only the stream's keyframes (FFmpeg's
+	// skip_frame=nonkey, through OpenCV's avdiscard option): frames come out
+	// at their real PTS, one per keyframe; the frames in between are never
+	// decoded and are not damage. Default false: every frame is decoded.
+	Keyframes bool
+	// SampleEvery, when > 0, is the sampling interval of the Sampler that
+	// will read this source: frames that sampler would drop (before the next
+	// multiple of SampleEvery after the last frame passed on) are decoded
+	// but never converted to BGR nor copied. Default 0: every frame is
+	// converted.
+	SampleEvery time.Duration
 	// Logger receives the damage reports. Default: no logging.
 	Logger zerolog.Logger
 }
@@ -91,6 +102,10 @@ type FileSource struct {
 	wallZero time.Time
 	ptsZero  time.Duration
 	damages  []Damage
+	// next is the PTS the next converted frame must reach (SampleEvery).
+	next time.Duration
+	// skipped counts frames decoded and not converted.
+	skipped int64
 }
 
 var _ Source = (*FileSource)(nil)
@@ -112,7 +127,11 @@ func OpenFile(ctx context.Context, path string, opt FileOptions) (*FileSource, e
 		return nil, fmt.Errorf("video file %q: cannot read it: %w", path, err)
 	}
 	_ = f.Close()
-	c, err := openCapture(ctx, 0, "", func() (*gocv.VideoCapture, error) {
+	opts := ""
+	if opt.Keyframes {
+		opts = keyframeOption
+	}
+	c, err := openCapture(ctx, 0, opts, func() (*gocv.VideoCapture, error) {
 		return gocv.VideoCaptureFileWithAPI(path, gocv.VideoCaptureFFmpeg)
 	})
 	if err != nil {
@@ -134,7 +153,16 @@ func OpenFile(ctx context.Context, path string, opt FileOptions) (*FileSource, e
 		s.count = int64(n)
 	}
 	s.tl = newTimeline(s.fps, s.count)
+	s.tl.keyframes = opt.Keyframes
 	return s, nil
+}
+
+// Skipped is how many frames were decoded but not converted, because the
+// sampler would have dropped them (FileOptions.SampleEvery).
+func (s *FileSource) Skipped() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skipped
 }
 
 // Live reports false: a file is replayed, nothing is dropped.
@@ -194,9 +222,8 @@ func (s *FileSource) read(ctx context.Context) (Frame, error) {
 		if err := ctx.Err(); err != nil {
 			return Frame{}, err
 		}
-		mat := gocv.NewMat()
-		if !s.cap.Read(&mat) || mat.Empty() {
-			_ = mat.Close()
+		// Decode first; convert to BGR (retrieve) only a frame that leaves.
+		if !grabFrame(s.cap) {
 			s.tl.fail()
 			if s.tl.fails > s.failBudget() {
 				s.finish()
@@ -207,7 +234,6 @@ func (s *FileSource) read(ctx context.Context) (Frame, error) {
 		msec := s.cap.Get(gocv.VideoCapturePosMsec)
 		pts, why := s.tl.place(msec)
 		if why != "" {
-			_ = mat.Close()
 			s.log.Debug().Str("path", s.path).Float64("pos_msec", msec).Int64("last_pts_ms", s.tl.last.Milliseconds()).
 				Msg("dropped a decoded frame: " + why)
 			continue
@@ -217,7 +243,22 @@ func (s *FileSource) read(ctx context.Context) (Frame, error) {
 		}
 		seq := s.tl.seq - 1
 		if pts < s.opt.StartAt {
+			continue
+		}
+		if every := s.opt.SampleEvery; every > 0 {
+			// The Sampler's own rule (see Sampler), so that every frame it
+			// would take is converted: it takes the first frame at or past
+			// a multiple of every after the last one it took.
+			if pts < s.next {
+				s.skipped++
+				continue
+			}
+			s.next = (pts/every + 1) * every
+		}
+		mat := gocv.NewMat()
+		if !retrieveFrame(s.cap, &mat) || mat.Empty() {
 			_ = mat.Close()
+			s.log.Debug().Str("path", s.path).Int64("pts_ms", pts.Milliseconds()).Msg("a decoded frame could not be converted; skipped")
 			continue
 		}
 		return Frame{SourceID: s.id, Seq: seq, PTS: pts, CaptureTime: time.Now(), Image: mat}, nil
@@ -277,6 +318,12 @@ type timeline struct {
 	seq   int64         // frames placed so far
 	fails int           // failed reads since the last placed frame
 	open  *stretch      // the damaged stretch not yet reported, if any
+	// keyframes: only keyframes are decoded, so the frames between two are
+	// skipped, not lost: no PTS jump is damage, no PTS is ever invented,
+	// and the stream may end up to one keyframe interval after the last
+	// keyframe.
+	keyframes bool
+	maxGap    time.Duration // keyframes: the longest interval seen between two
 }
 
 // stretch is a damaged stretch being followed until it is over.
@@ -326,8 +373,10 @@ func (t *timeline) lastFrame() time.Duration {
 // settle is how many good frames in a row end a damaged stretch: more than
 // an H.264 decoder can hold back (16), and at least a second of video.
 func (t *timeline) settle() int {
-	if t.step == 0 {
-		return 0 // no rate: no jump detection, a stretch ends at its first good frame
+	if t.step == 0 || t.keyframes {
+		// No rate: no jump detection. Keyframes decode on their own. Either
+		// way a stretch ends at its first good frame.
+		return 0
 	}
 	return max(16, int(t.fps+0.5))
 }
@@ -363,6 +412,9 @@ func (t *timeline) place(msec float64) (time.Duration, string) {
 	if ok && p > t.last && (end < 0 || p <= end+streamSlack) {
 		return p, ""
 	}
+	if t.keyframes {
+		return 0, "no usable container pts for a keyframe (keyframe decoding never invents a time)"
+	}
 	if t.last < 0 {
 		return 0, ""
 	}
@@ -385,7 +437,10 @@ func (t *timeline) place(msec float64) (time.Duration, string) {
 // damaged stretches that are now over.
 func (t *timeline) frame(pts time.Duration) []Damage {
 	var done []Damage
-	jump := t.step > 0 && t.last >= 0 && float64(pts-t.last) > jumpFactor*float64(t.step)
+	if t.keyframes && t.last >= 0 {
+		t.maxGap = max(t.maxGap, pts-t.last)
+	}
+	jump := !t.keyframes && t.step > 0 && t.last >= 0 && float64(pts-t.last) > jumpFactor*float64(t.step)
 	if jump {
 		lost := max(t.index(pts)-t.index(t.last)-1, 1)
 		switch {
@@ -424,10 +479,12 @@ func (t *timeline) close() Damage {
 	if !o.gap {
 		// Failed reads but no PTS jump: with a rate, the frames between the
 		// last good one and the resume (some at the start of the file);
-		// without, one packet per failed read at least.
+		// without, one packet per failed read at least. With keyframes only,
+		// the frames in between were skipped anyway: the failed reads are
+		// all that is known.
 		d.ResumePTS = o.resume
 		d.LostFrames = int64(o.fails)
-		if t.step > 0 {
+		if t.step > 0 && !t.keyframes {
 			d.LostFrames = max(t.index(o.resume)-d.AfterFrame-1, 0)
 		}
 	}
@@ -450,7 +507,13 @@ func (t *timeline) end() []Damage {
 	if t.last >= 0 {
 		last = t.index(t.last)
 	}
-	if missing := t.count - 1 - last; missing > 2 {
+	allowed := int64(2)
+	if t.keyframes {
+		// The tail after the last keyframe was skipped, not lost: up to the
+		// longest keyframe interval seen (or a second when only one came).
+		allowed += int64((max(t.maxGap, time.Second)).Seconds()*t.fps + 0.5)
+	}
+	if missing := t.count - 1 - last; missing > allowed {
 		done = append(done, Damage{AfterFrame: last, AfterPTS: max(t.last, 0), ResumePTS: -1, LostFrames: missing})
 	}
 	return done

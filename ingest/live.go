@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,6 +18,16 @@ import (
 type grabber interface {
 	grab(stop <-chan struct{}, dst *gocv.Mat) (g grabbed)
 	release()
+}
+
+// lazyGrabber decodes without converting (advance) and converts only the
+// frames somebody waits for (retrieve, the frame advanced to last): a camera
+// sampled once a second pays the BGR conversion and the copy once a second,
+// not 30 times.
+type lazyGrabber interface {
+	grabber
+	advance(stop <-chan struct{}) grabbed
+	retrieve(dst *gocv.Mat) bool
 }
 
 // grabbed is what one grab returned.
@@ -52,6 +63,10 @@ type liveReader struct {
 	done     chan struct{}
 	notify   chan struct{}
 	stopOnce sync.Once
+
+	// want is set by Next while it waits: a lazy grabber converts the next
+	// frame only then.
+	want atomic.Bool
 
 	mu     sync.Mutex
 	latest *Frame
@@ -98,8 +113,28 @@ func (r *liveReader) run() {
 		} else {
 			mat = gocv.NewMat()
 		}
-		g := r.g.grab(r.stop, &mat)
+		var g grabbed
+		lazy, isLazy := r.g.(lazyGrabber)
+		if isLazy {
+			g = lazy.advance(r.stop)
+		} else {
+			g = r.g.grab(r.stop, &mat)
+		}
 		now := time.Now()
+		if g.ok && isLazy && !r.want.Load() {
+			// Decoded, not converted: nobody waits for a frame now. It keeps
+			// the clock and the numbering going.
+			if !g.exact {
+				clock.next(g.pts, g.hasPTS, now)
+			}
+			seq++
+			fails = 0
+			spare = &mat
+			continue
+		}
+		if g.ok && isLazy && !lazy.retrieve(&mat) {
+			g.ok = false
+		}
 		if !g.ok || mat.Empty() {
 			_ = mat.Close()
 			select {
@@ -132,6 +167,7 @@ func (r *liveReader) run() {
 			spare = &old.Image
 		}
 		r.latest = f
+		r.want.Store(false)
 		r.mu.Unlock()
 		select {
 		case r.notify <- struct{}{}:
@@ -177,6 +213,7 @@ func (r *liveReader) Next(ctx context.Context) (Frame, error) {
 			r.mu.Unlock()
 			return Frame{}, err
 		}
+		r.want.Store(true)
 		r.mu.Unlock()
 		select {
 		case <-ctx.Done():

@@ -35,6 +35,12 @@ type LiveOptions struct {
 	// 30 fps stream. 200 ms opens a local server in 0.4 s; too little may
 	// fail to open streams that send their parameters late.
 	ProbeDuration time.Duration
+	// Keyframes decodes only the stream's keyframes (RTSP; see
+	// DecodeKeyframes). Default false.
+	Keyframes bool
+	// SampleEvery is the sampling interval of the reader (see
+	// SourceSpec.SampleEvery); it bounds DecodeAuto's keyframe probe.
+	SampleEvery time.Duration
 	// Logger receives the source's messages. Default: no logging.
 	Logger zerolog.Logger
 }
@@ -52,11 +58,26 @@ func (o LiveOptions) withDefaults() LiveOptions {
 	return o
 }
 
-// captureGrabber reads a live gocv capture.
+// captureGrabber reads a live gocv capture; it is a lazyGrabber.
 type captureGrabber struct {
 	c      *gocv.VideoCapture
 	usePTS bool
 }
+
+var _ lazyGrabber = (*captureGrabber)(nil)
+
+func (g *captureGrabber) advance(<-chan struct{}) grabbed {
+	if !grabFrame(g.c) {
+		return grabbed{}
+	}
+	r := grabbed{ok: true}
+	if g.usePTS {
+		r.pts, r.hasPTS = msecToPTS(g.c.Get(gocv.VideoCapturePosMsec))
+	}
+	return r
+}
+
+func (g *captureGrabber) retrieve(dst *gocv.Mat) bool { return retrieveFrame(g.c, dst) }
 
 func (g *captureGrabber) grab(_ <-chan struct{}, dst *gocv.Mat) grabbed {
 	if !g.c.Read(dst) {
@@ -110,7 +131,11 @@ func OpenRTSP(ctx context.Context, loc Location, opt LiveOptions) (*LiveSource, 
 	if id == "" {
 		id = loc.Redacted
 	}
-	c, err := openCapture(ctx, opt.OpenTimeout, rtspOptions(loc.Transport, opt.ReadTimeout, opt.ProbeDuration),
+	opts := rtspOptions(loc.Transport, opt.ReadTimeout, opt.ProbeDuration)
+	if opt.Keyframes {
+		opts += "|" + keyframeOption
+	}
+	c, err := openCapture(ctx, opt.OpenTimeout, opts,
 		func() (*gocv.VideoCapture, error) {
 			return gocv.VideoCaptureFileWithAPI(loc.URL, gocv.VideoCaptureFFmpeg)
 		})

@@ -34,6 +34,7 @@ func newCaptionCmd() *cobra.Command {
 		numBeams   int
 		logLevel   string
 		noProgress bool
+		decode     string
 	)
 	cmd := &cobra.Command{
 		Use:   "caption INPUT...",
@@ -68,6 +69,9 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 			if maxBatch < 1 || maxBatch > 256 {
 				return usagef("caption: --max-batch must be between 1 and 256, got %d", maxBatch)
 			}
+			if _, err := ingest.ParseDecode(decode); err != nil {
+				return usagef("caption: --decode: %v", err)
+			}
 			if appendOut && (out == "-" || out == "") {
 				return usagef("caption: --append needs --out FILE")
 			}
@@ -92,7 +96,7 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 					id = fmt.Sprintf("%s-%d", id, n+1)
 				}
 				ids[inputID(in)]++
-				cfg.Sources = append(cfg.Sources, config.Source{ID: id, URI: in, Every: every, FPS: fps, Realtime: realtime})
+				cfg.Sources = append(cfg.Sources, config.Source{ID: id, URI: in, Every: every, FPS: fps, Decode: decode, Realtime: realtime})
 			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
@@ -124,6 +128,7 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 	f.BoolVar(&appendOut, "append", false, "append to --out instead of replacing it")
 	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")
 	f.BoolVar(&realtime, "realtime", false, "pace replays at native speed")
+	f.StringVar(&decode, "decode", "auto", "all, keyframes or auto: auto decodes keyframes only when the keyframe interval is within the sampling interval")
 	f.IntVar(&maxBatch, "max-batch", 8, "largest batch of frames per model call")
 	f.IntVar(&numBeams, "num-beams", 0, "beam search width, 1-64 (default: the model's generation_config.json)")
 	f.StringVar(&logLevel, "log-level", "warn", "trace, debug, info, warn or error")

@@ -77,7 +77,7 @@ func TestE2EBadInputs(t *testing.T) {
 		{"missing config file", []string{"run", "--config", filepath.Join(dir, "nope.yaml")}, 2, []string{"nope.yaml", "not found"}, 0},
 		{"no --config", []string{"run"}, 2, []string{"--config"}, 0},
 		{"invalid config field", []string{"run", "--config", config("max-batch", "pipeline: {max_batch: 0}\n"+okSources+okSinks)}, 2, []string{"pipeline.max_batch"}, 0},
-		{"unknown config field", []string{"run", "--config", config("unknown", "sources:\n  - {id: a, uri: \"synth://driving\", decode: gpu}\n"+okSinks)}, 2, []string{"decode"}, 0},
+		{"unknown config field", []string{"run", "--config", config("unknown", "sources:\n  - {id: a, uri: \"synth://driving\", codec: h265}\n"+okSinks)}, 2, []string{"codec"}, 0},
 		{"misspelt config field", []string{"run", "--config", config("misspelt", "sources:\n  - id: a\n    uri: \"synth://driving\"\n    evry: 1s\n"+okSinks)}, 2, []string{"evry", "every"}, 0},
 		{"wrong type in config", []string{"run", "--config", config("type", "sources:\n  - id: a\n    uri: \"synth://driving\"\n    every: fast\n"+okSinks)}, 2, []string{"sources[0].every", "fast"}, 0},
 		{"invalid YAML", []string{"run", "--config", config("yaml", "sources: [\n")}, 2, []string{"YAML"}, 0},
@@ -107,8 +107,8 @@ func TestE2EBadInputs(t *testing.T) {
 	// the wording docs/RELIABILITY.md shows.
 	exact := map[string]string{
 		"invalid config field":     "lookout: $TMP/max-batch.yaml:4: pipeline.max_batch: must be between 1 and 256, got 0",
-		"unknown config field":     `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "decode" (known: id, uri, every, fps, realtime, labels, topic)`,
-		"misspelt config field":    `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, realtime, labels, topic)`,
+		"unknown config field":     `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "codec" (known: id, uri, every, fps, decode, realtime, labels, topic)`,
+		"misspelt config field":    `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, decode, realtime, labels, topic)`,
 		"wrong type in config":     `lookout: $TMP/type.yaml:7: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`,
 		"invalid YAML":             "lookout: $TMP/yaml.yaml:4: invalid YAML: a value is missing (an unclosed \"[\" or \"{\", or a stray \"-\" or \",\")",
 		"duplicate source id":      `lookout: $TMP/dup.yaml:6: sources[1].id: "a" is used by another source (line 5)`,

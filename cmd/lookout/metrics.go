@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lookout/ingest"
@@ -9,9 +11,13 @@ import (
 // sourceMetrics feeds ingest's counts to Prometheus.
 type sourceMetrics struct {
 	read, sampled, stale, down, reconnects *prometheus.CounterVec
+	keyframesOnly, keyInterval             *prometheus.GaugeVec
 }
 
-var _ ingest.Metrics = (*sourceMetrics)(nil)
+var (
+	_ ingest.Metrics        = (*sourceMetrics)(nil)
+	_ ingest.DecodeReporter = (*sourceMetrics)(nil)
+)
 
 func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
 	vec := func(name, help string) *prometheus.CounterVec {
@@ -25,7 +31,14 @@ func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
 			"Outages of a live source: a disconnect, a stuck stream or a failed first open; the reader reopens it by itself (lookout_source_up is 0 meanwhile, lookout_source_restarts_total does not count it)."),
 		reconnects: vec("lookout_source_reconnects_total", "Reopens of a live source that ended an outage."),
 	}
-	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects} {
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"source"})
+	}
+	m.keyframesOnly = gauge("lookout_source_decode_keyframes",
+		"1 while a file or RTSP source decodes keyframes only (sources[].decode keyframes, or auto with a keyframe interval within the sampling interval), 0 while it decodes every frame.")
+	m.keyInterval = gauge("lookout_source_keyframe_interval_seconds",
+		"Keyframe interval measured when the source opened (decode: auto); absent when not measured.")
+	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects, m.keyframesOnly, m.keyInterval} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -40,3 +53,10 @@ func (m *sourceMetrics) FramesStale(id string, n int) {
 }
 func (m *sourceMetrics) SourceDown(id string)  { m.down.WithLabelValues(id).Inc() }
 func (m *sourceMetrics) Reconnected(id string) { m.reconnects.WithLabelValues(id).Inc() }
+
+func (m *sourceMetrics) DecodeChosen(id string, keyframesOnly bool, interval time.Duration) {
+	m.keyframesOnly.WithLabelValues(id).Set(b2f(keyframesOnly))
+	if interval > 0 {
+		m.keyInterval.WithLabelValues(id).Set(interval.Seconds())
+	}
+}

@@ -335,8 +335,10 @@ func (s *service) desired(src config.Source) (pipeline.Desired, error) {
 	// ingest adds the "source" field itself.
 	log := s.log.With().Str("component", "ingest").Logger()
 	open := func(ctx context.Context) (ingest.Source, error) {
-		spec := ingest.SourceSpec{ID: src.ID, URI: src.URI, Realtime: src.Realtime, Logger: log}
 		sc := ingest.SampleConfig{Every: src.Every, FPS: src.FPS}
+		every, _ := sc.Interval() // checked by config.Validate
+		spec := ingest.SourceSpec{ID: src.ID, URI: src.URI, Realtime: src.Realtime, Logger: log,
+			Decode: ingest.Decode(src.Decode), SampleEvery: every, Metrics: s.srcM}
 		rc := ingest.ReconnectConfig{Metrics: s.srcM, Logger: log, FailFirstOpen: s.failFirstOpen}
 		return openSampled(ctx, spec, sc, rc, startAt, s.srcM)
 	}

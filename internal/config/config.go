@@ -133,6 +133,13 @@ type Source struct {
 	Every time.Duration `yaml:"every"`
 	// FPS samples N frames per second instead of Every.
 	FPS float64 `yaml:"fps"`
+	// Decode is all, keyframes or auto (files and RTSP): all decodes every
+	// frame (converting only the sampled ones), keyframes only keyframes
+	// (a sample is then the first keyframe at or past its time, at the
+	// keyframe's real PTS), auto measures the keyframe interval when the
+	// source opens and decodes keyframes only when it is at most the
+	// sampling interval. Default "auto".
+	Decode string `yaml:"decode,omitempty"`
 	// Realtime paces file replays at native speed. Default false.
 	Realtime bool `yaml:"realtime"`
 	// Labels are copied into every record of this source.
@@ -521,6 +528,11 @@ func (c Config) problems() []problem {
 		}
 		if s.Every > 0 && s.FPS > 0 {
 			bad(f+".every", "set either every or fps, not both")
+		}
+		switch s.Decode {
+		case "", "all", "keyframes", "auto":
+		default:
+			bad(f+".decode", "%q is not one of all, keyframes, auto", s.Decode)
 		}
 	}
 	k := c.Sinks.Kafka

@@ -83,10 +83,10 @@ func TestBadConfigsNameTheField(t *testing.T) {
 // distinct mistake.
 func TestConfigErrorMessages(t *testing.T) {
 	const sink = "sinks: {jsonl: {path: '-'}}\n"
-	const known = "(known: id, uri, every, fps, realtime, labels, topic)"
+	const known = "(known: id, uri, every, fps, decode, realtime, labels, topic)"
 	cases := []struct{ name, yaml, want string }{
-		{"unknown field", "sources:\n  - id: a\n    uri: x\n    decode: true\n" + sink,
-			`c.yaml:4: sources[0]: unknown field "decode" ` + known},
+		{"unknown field", "sources:\n  - id: a\n    uri: x\n    codec: true\n" + sink,
+			`c.yaml:4: sources[0]: unknown field "codec" ` + known},
 		{"misspelt field", "sources:\n  - id: a\n    uri: x\n    evry: 1s\n" + sink,
 			`c.yaml:4: sources[0]: unknown field "evry"; did you mean "every"? ` + known},
 		{"misspelt top-level field", "sourcez: []\n" + sink,
@@ -117,11 +117,11 @@ func TestConfigErrorMessages(t *testing.T) {
 			`c.yaml:3: invalid YAML: a ":" where none may be (check the indentation, or quote a value holding ": ")`},
 		{"syntax: bad indentation", "model:\n  dir: x\n provider: cpu\n",
 			`c.yaml:3: invalid YAML: a line in this block is indented unlike the keys before it`},
-		{"two distinct mistakes", "pipeline:\n  workers: many\nsources:\n  - {id: a, uri: x, decode: 1}\n" + sink,
+		{"two distinct mistakes", "pipeline:\n  workers: many\nsources:\n  - {id: a, uri: x, codec: 1}\n" + sink,
 			"c.yaml:2: pipeline.workers: \"many\" is not an integer\n" +
-				`c.yaml:4: sources[0]: unknown field "decode" ` + known},
-		{"same mistake in three sources: once", "sources:\n  - {id: a, uri: x, decode: 1}\n  - {id: b, uri: x, decode: 1}\n  - {id: c, uri: x, decode: 1}\n" + sink,
-			`c.yaml:2: sources[0]: unknown field "decode" ` + known},
+				`c.yaml:4: sources[0]: unknown field "codec" ` + known},
+		{"same mistake in three sources: once", "sources:\n  - {id: a, uri: x, codec: 1}\n  - {id: b, uri: x, codec: 1}\n  - {id: c, uri: x, codec: 1}\n" + sink,
+			`c.yaml:2: sources[0]: unknown field "codec" ` + known},
 		{"invalid value", "pipeline:\n  max_batch: 0\n" + sink,
 			`c.yaml:2: pipeline.max_batch: must be between 1 and 256, got 0`},
 		{"invalid value, field not in the file", "log: {level: info}\n",
@@ -160,7 +160,7 @@ func TestManyMistakesAreCapped(t *testing.T) {
 }
 
 func TestParseSourceErrors(t *testing.T) {
-	const known = "(known: id, uri, every, fps, realtime, labels, topic)"
+	const known = "(known: id, uri, every, fps, decode, realtime, labels, topic)"
 	cases := []struct{ body, want string }{
 		{`{"id":"a","uri":"x","evry":"1s"}`, `source: line 1: unknown field "evry"; did you mean "every"? ` + known},
 		{`{"id":"a","uri":"x","every":"fast"}`, `source: line 1: every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`},
@@ -206,7 +206,7 @@ func TestDecodeStrictOtherDocuments(t *testing.T) {
 func TestSuggest(t *testing.T) {
 	known := []string{"id", "uri", "every", "fps", "max_batch"}
 	for in, want := range map[string]string{"evry": "every", "Every": "every", "eveyr": "every", "ur": "uri", "fsp": "fps",
-		"max-batch": "max_batch", "maxbatch": "max_batch", "x": "", "decode": "", "idd": "id"} {
+		"max-batch": "max_batch", "maxbatch": "max_batch", "x": "", "codec": "", "idd": "id"} {
 		if got := suggest(in, known); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
