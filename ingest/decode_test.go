@@ -194,8 +194,10 @@ type fakeLazy struct {
 	mu                  sync.Mutex
 }
 
-func (f *fakeLazy) grab(stop <-chan struct{}, dst *gocv.Mat) grabbed { panic("lazy grabbers are advanced") }
-func (f *fakeLazy) release()                                          {}
+func (f *fakeLazy) grab(stop <-chan struct{}, dst *gocv.Mat) grabbed {
+	panic("lazy grabbers are advanced")
+}
+func (f *fakeLazy) release() {}
 func (f *fakeLazy) advance(stop <-chan struct{}) grabbed {
 	time.Sleep(2 * time.Millisecond) // a 500 fps camera
 	f.mu.Lock()
