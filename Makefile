@@ -13,7 +13,7 @@ PY := $(STATE)/venv/bin/python
 CKPT ?=
 FUZZTIME ?= 10s
 
-.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-demo fuzz vet demo model export golden bench soak clean
+.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench soak capacity clean
 
 all: build
 
@@ -37,7 +37,7 @@ vet:
 
 ## test: everything CI runs: Go unit and integration tests against the real Kafka,
 ## RTSP server and ONNX models, the Python training tests, and short fuzz runs.
-test: build deps-py vet test-go test-py fuzz test-soak test-demo
+test: build deps-py vet test-go test-py fuzz test-soak test-capacity test-demo
 
 test-go:
 	go test -count=1 -timeout 20m ./...
@@ -51,6 +51,11 @@ fuzz:
 ## test-soak: the 2-minute soak (make soak runs 30 minutes)
 test-soak: build
 	scripts/soak.sh 2m 10s
+
+## test-capacity: the short capacity check: 4 real-time sources per decode mode against
+## ffmpeg in the same run; fails only at twice the documented ratio (docs/CAPACITY.md)
+test-capacity: build
+	scripts/capacity.py --quick
 
 ## test-demo: make demo, shortened, must print captions of all four cameras
 test-demo: build
@@ -82,6 +87,10 @@ bench: build deps-py
 
 soak: build
 	scripts/soak.sh 30m 60s
+
+## capacity: cameras per core beside ffmpeg's decode limit (docs/CAPACITY.md; about 15 minutes)
+capacity: build
+	scripts/capacity.py
 
 clean:
 	rm -rf bin
