@@ -194,6 +194,21 @@ type SourceSpec struct {
 	// (not ErrTransient) error, which Run then reports: a corrupt file fails
 	// the same way on every reopen.
 	Live bool
+	// Emit says which caption records are published. Default: every one.
+	Emit Emit
+}
+
+// Emit is a source's publishing policy (sources[].emit).
+type Emit struct {
+	// Changes publishes a caption record only when its caption or an
+	// attribute value differs from the source's last published caption
+	// record; the record then carries the caption it replaces and how long
+	// that held (PrevCaption, HeldMillis). Default false: every record.
+	Changes bool
+	// Heartbeat, with Changes, publishes a heartbeat record repeating the
+	// current state when nothing was published for this long of stream
+	// time, so a quiet camera can be told from a dead one. 0: none.
+	Heartbeat time.Duration
 }
 
 func (s SourceSpec) validate() error {

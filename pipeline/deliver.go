@@ -43,10 +43,17 @@ func (p *Pipeline) deliver(in <-chan *doneBatch) error {
 			}
 			delete(pending, next)
 			next++
-			recs = append(recs, d.recs...)
+			for i, r := range d.recs {
+				if r, publish := p.emitter.filter(r, d.emits[i]); publish {
+					recs = append(recs, r)
+				} else {
+					p.m.RecordsSuppressed.WithLabelValues(r.SourceID).Inc()
+				}
+			}
 			acks = append(acks, d.acks...)
 		}
 		if len(recs) == 0 {
+			p.ackAll(acks) // suppressed records still move checkpoints
 			continue
 		}
 		now := time.Now()
@@ -63,15 +70,21 @@ func (p *Pipeline) deliver(in <-chan *doneBatch) error {
 			}
 			return err
 		}
-		delivered := time.Now()
 		for _, r := range recs {
 			p.m.Records.WithLabelValues(r.Kind).Inc()
 		}
-		for _, a := range acks {
-			p.m.CaptionLatency.Observe(delivered.Sub(a.captured).Seconds())
-			if p.cfg.OnDelivered != nil {
-				p.cfg.OnDelivered(a.source, a.pts)
-			}
+		p.ackAll(acks)
+	}
+}
+
+// ackAll reports frames whose records every sink has (or that published
+// nothing): latency, and OnDelivered (checkpoints, progress).
+func (p *Pipeline) ackAll(acks []ack) {
+	delivered := time.Now()
+	for _, a := range acks {
+		p.m.CaptionLatency.Observe(delivered.Sub(a.captured).Seconds())
+		if p.cfg.OnDelivered != nil {
+			p.cfg.OnDelivered(a.source, a.pts)
 		}
 	}
 }

@@ -60,6 +60,9 @@ type Metrics struct {
 	// Records counts records delivered to every sink, per kind
 	// (lookout_records_total).
 	Records *prometheus.CounterVec
+	// RecordsSuppressed counts caption records a source's emit policy
+	// (changes) kept back, per source (lookout_records_suppressed_total).
+	RecordsSuppressed *prometheus.CounterVec
 
 	// states serves lookout_source_up{source} and
 	// lookout_source_state{source,state} from the sources of the pipeline
@@ -128,6 +131,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "lookout_records_total",
 			Help: "Records delivered to every sink.",
 		}, []string{"kind"}),
+		RecordsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lookout_records_suppressed_total",
+			Help: "Caption records not published because nothing changed (sources[].emit: changes).",
+		}, []string{"source"}),
 	}
 	m.states = newSourceStates()
 	if reg != nil {
@@ -147,7 +154,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.FramesReceived, m.FramesDropped, m.SourceRestarts, m.QueueDepth,
 		m.CaptionFailures, m.BatchSize, m.StageLatency, m.CaptionLatency,
-		m.WorkersBusy, m.SinkWritten, m.SinkFailed, m.SinkWriteSeconds, m.Records,
+		m.WorkersBusy, m.SinkWritten, m.SinkFailed, m.SinkWriteSeconds, m.Records, m.RecordsSuppressed,
 	}
 }
 

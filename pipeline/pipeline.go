@@ -54,6 +54,8 @@ type Pipeline struct {
 	log    zerolog.Logger
 	m      *Metrics
 	limit  *rateLimit
+	// emitter applies the sources' emit policies; the deliverer owns it.
+	emitter *emitter
 	// release closes a frame's image; tests count calls through it.
 	release func(*ingest.Frame)
 
@@ -154,6 +156,7 @@ func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerol
 		stopCh:  make(chan struct{}),
 		drainCh: make(chan struct{}),
 		sources: map[string]*sourceEntry{},
+		emitter: newEmitter(),
 	}
 	p.limit = newRateLimit(p.cfg.LogInterval)
 	sources := p.Sources

@@ -14,6 +14,8 @@ import (
 type doneBatch struct {
 	seq  uint64
 	recs []sink.Record
+	// emits are the sources' publishing policies, in recs order.
+	emits []Emit
 	// acks are the caption records' (source, pts) in recs order, and
 	// captured their capture times, for OnDelivered and the latency metric.
 	acks []ack
@@ -110,6 +112,7 @@ func (p *Pipeline) caption(b *batch) *doneBatch {
 		if it.frame.Gap {
 			// The outage is news even when the frame's caption failed.
 			d.recs = append(d.recs, p.gapRecord(it))
+			d.emits = append(d.emits, it.src.spec.Emit)
 		}
 		r := results[i]
 		if r == nil {
@@ -125,6 +128,7 @@ func (p *Pipeline) caption(b *batch) *doneBatch {
 			p.cfg.OnCaptioned(rec, it.frame.Image)
 		}
 		d.recs = append(d.recs, rec)
+		d.emits = append(d.emits, it.src.spec.Emit)
 		d.acks = append(d.acks, ack{source: it.src.spec.ID, pts: it.frame.PTS.Milliseconds(), captured: captured(it)})
 	}
 	return d

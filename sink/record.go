@@ -18,6 +18,9 @@ const (
 	KindCaption = "caption"
 	// KindGap marks a source that came back after an outage.
 	KindGap = "gap"
+	// KindHeartbeat repeats a source's current caption when nothing changed
+	// for a while (sources[].emit: changes, heartbeat).
+	KindHeartbeat = "heartbeat"
 )
 
 // Record is one JSON object per sampled frame (or per gap).
@@ -36,12 +39,17 @@ type Record struct {
 	Caption     string    `json:"caption"`
 	// Confidence is in [0, 1]: the geometric mean of the caption's token
 	// probabilities (see ConfidenceFromMeanLogProb). docs/SCHEMA.md.
-	Confidence    float64         `json:"confidence"`
-	Attributes    map[string]Attr `json:"attributes,omitempty"`
-	Model         string          `json:"model"`
-	ModelDigest   string          `json:"model_digest"`
-	GapMillis     int64           `json:"gap_ms,omitempty"`
-	LatencyMillis Latency         `json:"latency_ms"`
+	Confidence  float64         `json:"confidence"`
+	Attributes  map[string]Attr `json:"attributes,omitempty"`
+	Model       string          `json:"model"`
+	ModelDigest string          `json:"model_digest"`
+	GapMillis   int64           `json:"gap_ms,omitempty"`
+	// PrevCaption and HeldMillis (emit: changes) are the caption this record
+	// replaces and how long, in stream time, it held; a heartbeat carries
+	// how long its caption has held.
+	PrevCaption   string  `json:"prev_caption,omitempty"`
+	HeldMillis    int64   `json:"held_ms,omitempty"`
+	LatencyMillis Latency `json:"latency_ms"`
 }
 
 // Attr is one structured attribute predicted next to the caption.

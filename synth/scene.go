@@ -28,6 +28,8 @@ const (
 type Scene struct {
 	domain Domain
 	seed   int64
+	// minSeg and maxSeg bound a segment's length.
+	minSeg, maxSeg time.Duration
 
 	mu   sync.Mutex
 	rng  *rand.Rand
@@ -44,10 +46,21 @@ type segment struct {
 // NewScene returns the scene of domain d for seed; equal (d, seed) give
 // identical scenes.
 func NewScene(d Domain, seed int64) (*Scene, error) {
+	return NewSceneHolding(d, seed, minSegment, maxSegment)
+}
+
+// NewSceneHolding is NewScene with the content held for minHold to maxHold
+// per segment instead of 2-8 s: a calm scene (few changes) for gating and
+// event tests. NewSceneHolding(d, seed, 2*time.Second, 8*time.Second) is
+// NewScene(d, seed).
+func NewSceneHolding(d Domain, seed int64, minHold, maxHold time.Duration) (*Scene, error) {
 	if _, err := ParseDomain(string(d)); err != nil {
 		return nil, err
 	}
-	s := &Scene{domain: d, seed: seed, rng: rand.New(rand.NewSource(seed))}
+	if minHold < 100*time.Millisecond || maxHold < minHold {
+		return nil, fmt.Errorf("hold %s-%s: need 100ms <= min <= max", minHold, maxHold)
+	}
+	s := &Scene{domain: d, seed: seed, rng: rand.New(rand.NewSource(seed)), minSeg: minHold, maxSeg: maxHold}
 	first := randomSlots(d, s.rng)
 	s.segs = append(s.segs, s.newSegment(0, first))
 	return s, nil
@@ -76,8 +89,8 @@ func (s *Scene) segmentAt(t time.Duration) segment {
 	defer s.mu.Unlock()
 	// Keep one segment starting after t, so the one holding t is complete.
 	for last := s.segs[len(s.segs)-1]; last.start <= t; last = s.segs[len(s.segs)-1] {
-		steps := int64((maxSegment - minSegment) / time.Millisecond)
-		end := last.start + minSegment + time.Duration(s.rng.Int63n(steps+1))*time.Millisecond
+		steps := int64((s.maxSeg - s.minSeg) / time.Millisecond)
+		end := last.start + s.minSeg + time.Duration(s.rng.Int63n(steps+1))*time.Millisecond
 		next := mutate(s.domain, last.slots, s.rng)
 		s.segs = append(s.segs, s.newSegment(end, next))
 	}

@@ -27,6 +27,9 @@ type VideoOptions struct {
 	FPS      float64       // > 0
 	// Out is the MP4 path; the truth goes to TruthPath(Out).
 	Out string
+	// MinHold and MaxHold bound how long the content stays fixed
+	// (NewSceneHolding). Zero: 2-8 s, as NewScene.
+	MinHold, MaxHold time.Duration
 	// Progress, when set, is called after each frame with frames done and total.
 	Progress func(done, total int)
 }
@@ -87,7 +90,11 @@ func WriteVideo(o VideoOptions) (frames int, err error) {
 	if err := o.Validate(); err != nil {
 		return 0, err
 	}
-	scene, err := NewScene(o.Domain, o.Seed)
+	minHold, maxHold := o.MinHold, o.MaxHold
+	if minHold == 0 && maxHold == 0 {
+		minHold, maxHold = minSegment, maxSegment
+	}
+	scene, err := NewSceneHolding(o.Domain, o.Seed, minHold, maxHold)
 	if err != nil {
 		return 0, err
 	}

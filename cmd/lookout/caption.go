@@ -35,6 +35,9 @@ func newCaptionCmd() *cobra.Command {
 		logLevel   string
 		noProgress bool
 		decode     string
+		emit       string
+		heartbeat  time.Duration
+		gate       float64
 	)
 	cmd := &cobra.Command{
 		Use:   "caption INPUT...",
@@ -96,7 +99,12 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 					id = fmt.Sprintf("%s-%d", id, n+1)
 				}
 				ids[inputID(in)]++
-				cfg.Sources = append(cfg.Sources, config.Source{ID: id, URI: in, Every: every, FPS: fps, Decode: decode, Realtime: realtime})
+				src := config.Source{ID: id, URI: in, Every: every, FPS: fps, Decode: decode, Realtime: realtime, Emit: emit,
+					Gate: config.Gate{Threshold: gate}}
+				if f.Changed("heartbeat") {
+					src.Heartbeat = &heartbeat
+				}
+				cfg.Sources = append(cfg.Sources, src)
 			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
@@ -128,6 +136,9 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 	f.BoolVar(&appendOut, "append", false, "append to --out instead of replacing it")
 	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")
 	f.BoolVar(&realtime, "realtime", false, "pace replays at native speed")
+	f.StringVar(&emit, "emit", "every", "every (one record per sampled frame) or changes (only when the caption or an attribute changes, plus heartbeats)")
+	f.DurationVar(&heartbeat, "heartbeat", time.Minute, "with --emit changes: repeat the current caption after this much video time without a record (0s: never)")
+	f.Float64Var(&gate, "gate", 0, "skip captioning frames that differ from the last captioned one by less than this many grey levels (0: off; 3 suits still cameras)")
 	f.StringVar(&decode, "decode", "auto", "all, keyframes or auto: auto decodes keyframes only when the keyframe interval is within the sampling interval")
 	f.IntVar(&maxBatch, "max-batch", 8, "largest batch of frames per model call")
 	f.IntVar(&numBeams, "num-beams", 0, "beam search width, 1-64 (default: the model's generation_config.json)")

@@ -12,11 +12,13 @@ import (
 type sourceMetrics struct {
 	read, sampled, stale, down, reconnects *prometheus.CounterVec
 	keyframesOnly, keyInterval             *prometheus.GaugeVec
+	gated                                  *prometheus.CounterVec
 }
 
 var (
 	_ ingest.Metrics        = (*sourceMetrics)(nil)
 	_ ingest.DecodeReporter = (*sourceMetrics)(nil)
+	_ ingest.GateReporter   = (*sourceMetrics)(nil)
 )
 
 func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
@@ -38,7 +40,8 @@ func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
 		"1 while a file or RTSP source decodes keyframes only (sources[].decode keyframes, or auto with a keyframe interval within the sampling interval), 0 while it decodes every frame.")
 	m.keyInterval = gauge("lookout_source_keyframe_interval_seconds",
 		"Keyframe interval measured when the source opened (decode: auto); absent when not measured.")
-	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects, m.keyframesOnly, m.keyInterval} {
+	m.gated = vec("lookout_frames_gated_total", "Sampled frames not captioned because they barely differed from the last captioned one (sources[].gate).")
+	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects, m.keyframesOnly, m.keyInterval, m.gated} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -60,3 +63,5 @@ func (m *sourceMetrics) DecodeChosen(id string, keyframesOnly bool, interval tim
 		m.keyInterval.WithLabelValues(id).Set(interval.Seconds())
 	}
 }
+
+func (m *sourceMetrics) FrameGated(id string) { m.gated.WithLabelValues(id).Inc() }

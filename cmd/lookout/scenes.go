@@ -33,10 +33,10 @@ every frame (docs/SCENES.md). Domains: driving, surveillance.`,
 
 func newScenesVideoCmd() *cobra.Command {
 	var (
-		domain, size, out string
-		seed              int64
-		duration          time.Duration
-		fps               float64
+		domain, size, out, hold string
+		seed                    int64
+		duration                time.Duration
+		fps                     float64
 	)
 	cmd := &cobra.Command{
 		Use:   "video",
@@ -71,7 +71,12 @@ func newScenesVideoCmd() *cobra.Command {
 			if err := checkWritableFile(out); err != nil {
 				return usagef("--out: %w", err)
 			}
-			opts := synth.VideoOptions{Domain: d, Seed: seed, Duration: duration, Width: w, Height: h, FPS: fps, Out: out}
+			minHold, maxHold, err := parseHold(hold)
+			if err != nil {
+				return usagef("--hold %s: %v", hold, err)
+			}
+			opts := synth.VideoOptions{Domain: d, Seed: seed, Duration: duration, Width: w, Height: h, FPS: fps, Out: out,
+				MinHold: minHold, MaxHold: maxHold}
 			bar := newSceneBar(cmd.ErrOrStderr(), synth.FrameCount(duration, fps), "rendering "+filepath.Base(out))
 			if bar != nil {
 				opts.Progress = func(done, _ int) { _ = bar.Set(done) }
@@ -95,7 +100,22 @@ func newScenesVideoCmd() *cobra.Command {
 	f.StringVar(&size, "size", "1280x720", "frame size WxH (even sides)")
 	f.Float64Var(&fps, "fps", 30, "frames per second")
 	f.StringVar(&out, "out", "", "output MP4 path; the truth goes next to it as <name>.truth.jsonl (required)")
+	f.StringVar(&hold, "hold", "2s-8s", "how long the content stays fixed, MIN-MAX (a calm scene: 60s-180s)")
 	return cmd
+}
+
+// parseHold reads MIN-MAX durations, e.g. 2s-8s.
+func parseHold(s string) (time.Duration, time.Duration, error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("want MIN-MAX, e.g. 2s-8s")
+	}
+	lo, err1 := time.ParseDuration(a)
+	hi, err2 := time.ParseDuration(b)
+	if err1 != nil || err2 != nil || lo < 100*time.Millisecond || hi < lo {
+		return 0, 0, fmt.Errorf("want two durations MIN-MAX with 100ms <= MIN <= MAX, e.g. 2s-8s")
+	}
+	return lo, hi, nil
 }
 
 func newScenesDatasetCmd() *cobra.Command {

@@ -340,12 +340,28 @@ func (s *service) desired(src config.Source) (pipeline.Desired, error) {
 		spec := ingest.SourceSpec{ID: src.ID, URI: src.URI, Realtime: src.Realtime, Logger: log,
 			Decode: ingest.Decode(src.Decode), SampleEvery: every, Metrics: s.srcM}
 		rc := ingest.ReconnectConfig{Metrics: s.srcM, Logger: log, FailFirstOpen: s.failFirstOpen}
-		return openSampled(ctx, spec, sc, rc, startAt, s.srcM)
+		smp, err := openSampled(ctx, spec, sc, rc, startAt, s.srcM)
+		if err != nil || src.Gate.Threshold <= 0 {
+			return smp, err
+		}
+		g, err := ingest.NewGate(smp, src.ID, ingest.GateConfig{Threshold: src.Gate.Threshold, MaxInterval: src.Gate.MaxInterval}, s.srcM)
+		if err != nil {
+			_ = smp.Close()
+			return nil, err
+		}
+		return g, nil
+	}
+	emit := pipeline.Emit{Changes: src.Emit == "changes"}
+	if emit.Changes {
+		emit.Heartbeat = time.Minute
+		if src.Heartbeat != nil {
+			emit.Heartbeat = *src.Heartbeat
+		}
 	}
 	b, _ := json.Marshal(src)
 	sum := sha256.Sum256(b)
 	return pipeline.Desired{
-		Spec:    pipeline.SourceSpec{ID: src.ID, Labels: src.Labels, Live: loc.Kind.Live()},
+		Spec:    pipeline.SourceSpec{ID: src.ID, Labels: src.Labels, Live: loc.Kind.Live(), Emit: emit},
 		Version: hex.EncodeToString(sum[:8]),
 		Open:    open,
 	}, nil

@@ -140,12 +140,33 @@ type Source struct {
 	// source opens and decodes keyframes only when it is at most the
 	// sampling interval. Default "auto".
 	Decode string `yaml:"decode,omitempty"`
+	// Gate skips captioning a sampled frame that barely differs from the
+	// last captioned one (see Gate). Default: off.
+	Gate Gate `yaml:"gate"`
+	// Emit is every (publish every caption record) or changes (only records
+	// whose caption or attributes changed, plus heartbeats). Default
+	// "every".
+	Emit string `yaml:"emit"`
+	// Heartbeat, with emit: changes, repeats the current caption after this
+	// much stream time without a published record. Default 60s; 0s: never.
+	Heartbeat *time.Duration `yaml:"heartbeat"`
 	// Realtime paces file replays at native speed. Default false.
 	Realtime bool `yaml:"realtime"`
 	// Labels are copied into every record of this source.
 	Labels map[string]string `yaml:"labels"`
 	// Topic overrides the Kafka topic for this source.
 	Topic string `yaml:"topic"`
+}
+
+// Gate configures change gating before inference.
+type Gate struct {
+	// Threshold is the mean absolute difference, in grey levels (0-255) of
+	// a 32x18 thumbnail, below which a frame is not captioned. 0 (the
+	// default) turns gating off; docs/EVENTS.md measures 3.
+	Threshold float64 `yaml:"threshold"`
+	// MaxInterval forces a caption after this much stream time without one.
+	// Default 60s.
+	MaxInterval time.Duration `yaml:"max_interval"`
 }
 
 // Sinks lists where records go. At least one must be enabled.
@@ -533,6 +554,23 @@ func (c Config) problems() []problem {
 		case "", "all", "keyframes", "auto":
 		default:
 			bad(f+".decode", "%q is not one of all, keyframes, auto", s.Decode)
+		}
+		switch s.Emit {
+		case "", "every", "changes":
+		default:
+			bad(f+".emit", "%q is not one of every, changes", s.Emit)
+		}
+		if s.Heartbeat != nil && *s.Heartbeat < 0 {
+			bad(f+".heartbeat", "must be >= 0 (0s: no heartbeats), got %s", *s.Heartbeat)
+		}
+		if s.Heartbeat != nil && s.Emit != "changes" {
+			bad(f+".heartbeat", "only applies with emit: changes")
+		}
+		if s.Gate.Threshold < 0 || s.Gate.Threshold > 255 {
+			bad(f+".gate.threshold", "must be between 0 and 255 grey levels, got %g", s.Gate.Threshold)
+		}
+		if s.Gate.MaxInterval < 0 {
+			bad(f+".gate.max_interval", "must be >= 0, got %s", s.Gate.MaxInterval)
 		}
 	}
 	k := c.Sinks.Kafka
