@@ -121,6 +121,9 @@ def metrics(addr):
     return out
 
 
+PROVIDER = "cpu"
+
+
 def service(out, name, uris, decode, warmup, window):
     """Runs lookout with one real-time source per URI; returns CPU per
     camera-second over the window and whether every source kept up."""
@@ -129,7 +132,7 @@ def service(out, name, uris, decode, warmup, window):
     os.makedirs(work)
     addr = "127.0.0.1:%d" % free_port()
     lines = ["data_dir: data", "log: {level: warn, format: json}", "http: {listen: \"%s\"}" % addr,
-             "model: {dir: %s}" % MODEL, "pipeline: {max_wait: 100ms}", "sources:"]
+             "model: {dir: %s, provider: %s}" % (MODEL, PROVIDER), "pipeline: {max_wait: 100ms}", "sources:"]
     for i, u in enumerate(uris):
         lines.append("  - {id: cam%d, uri: \"%s\", every: 1s, realtime: true, decode: %s}" % (i, u, decode))
     lines.append("sinks: {jsonl: {path: records.jsonl}}")
@@ -219,7 +222,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the CI version: 4 sources, 10 s windows, ratio check")
     ap.add_argument("--out", default=os.path.join(ROOT, ".state", "capacity"))
     ap.add_argument("--rtsp-port", type=int, default=int(os.environ.get("CAPACITY_RTSP_PORT", "18654")))
+    ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"),
+                    help="ONNX Runtime execution provider for lookout (decode stays on the CPU)")
     args = ap.parse_args()
+    global PROVIDER
+    PROVIDER = args.provider
     for need, what in ((BIN, "make build"), (os.path.join(MODEL, "config.json"), "models/demo"),
                        (shutil.which("ffmpeg") or "/nonexistent", "ffmpeg (scripts/deps-apt.sh)")):
         if not os.path.exists(need):
