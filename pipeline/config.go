@@ -200,9 +200,9 @@ type SourceSpec struct {
 
 // Emit is a source's publishing policy (sources[].emit).
 type Emit struct {
-	// Changes publishes a caption record only when its caption or an
-	// attribute value differs from the source's last published caption
-	// record; the record then carries the caption it replaces and how long
+	// Changes publishes a caption record only when its caption differs
+	// from the source's last published caption record (attributes ride
+	// along); the record then carries the caption it replaces and how long
 	// that held (PrevCaption, HeldMillis). Default false: every record.
 	Changes bool
 	// Heartbeat, with Changes, publishes a heartbeat record repeating the

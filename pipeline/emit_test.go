@@ -20,9 +20,10 @@ func TestEmitterChangesAndHeartbeats(t *testing.T) {
 	gap := sink.Record{Kind: sink.KindGap, SourceID: "cam", Run: "r1", PTSMillis: 9000}
 	in := []sink.Record{
 		rec(0, "a", "sun"), rec(1000, "a", "sun"), rec(2000, "a", "sun"), // first, then held
-		rec(3000, "b", "sun"),                    // caption changed
-		rec(4000, "b", "rain"),                   // attribute changed
-		rec(5000, "b", "rain"), rec(6000, "b", "rain"), rec(7000, "b", "rain"), // heartbeat at 7000 (3 s)
+		rec(3000, "b", "sun"),                          // caption changed
+		rec(4000, "b", "rain"),                         // an attribute alone changed: not a change
+		rec(5000, "b", "rain"), rec(6000, "b", "rain"), // heartbeat at 6000 (3 s)
+		rec(7000, "b", "rain"),
 		rec(8000, "b", "rain"),
 		gap, rec(9000, "b", "rain"), // after a gap: published again
 	}
@@ -42,8 +43,7 @@ func TestEmitterChangesAndHeartbeats(t *testing.T) {
 	want := []string{
 		`caption@0 prev="" held=0`,
 		`caption@3000 prev="a" held=3000`,
-		`caption@4000 prev="b" held=1000`,
-		`heartbeat@7000 prev="" held=3000`,
+		`heartbeat@6000 prev="" held=3000`,
 		`gap@9000 prev="" held=0`,
 		`caption@9000 prev="" held=0`,
 		`caption@500 prev="" held=0`,

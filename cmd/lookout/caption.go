@@ -136,7 +136,7 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 	f.BoolVar(&appendOut, "append", false, "append to --out instead of replacing it")
 	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")
 	f.BoolVar(&realtime, "realtime", false, "pace replays at native speed")
-	f.StringVar(&emit, "emit", "every", "every (one record per sampled frame) or changes (only when the caption or an attribute changes, plus heartbeats)")
+	f.StringVar(&emit, "emit", "every", "every (one record per sampled frame) or changes (only when the caption changes, plus heartbeats)")
 	f.DurationVar(&heartbeat, "heartbeat", time.Minute, "with --emit changes: repeat the current caption after this much video time without a record (0s: never)")
 	f.Float64Var(&gate, "gate", 0, "skip captioning frames that differ from the last captioned one by less than this many grey levels (0: off; 3 suits still cameras)")
 	f.StringVar(&decode, "decode", "auto", "all, keyframes or auto: auto decodes keyframes only when the keyframe interval is within the sampling interval")

@@ -144,7 +144,7 @@ type Source struct {
 	// last captioned one (see Gate). Default: off.
 	Gate Gate `yaml:"gate"`
 	// Emit is every (publish every caption record) or changes (only records
-	// whose caption or attributes changed, plus heartbeats). Default
+	// whose caption changed, plus heartbeats). Default
 	// "every".
 	Emit string `yaml:"emit"`
 	// Heartbeat, with emit: changes, repeats the current caption after this
