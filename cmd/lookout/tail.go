@@ -352,8 +352,13 @@ func formatTailLine(value []byte) (string, error) {
 		ts = r.CaptureTime.Local().Format("15:04:05.000")
 	}
 	text := r.Caption
-	if r.Kind == sink.KindGap {
+	switch {
+	case r.Kind == sink.KindGap:
 		text = fmt.Sprintf("[gap: source was away %.1fs]", float64(r.GapMillis)/1000)
+	case r.Kind == sink.KindHeartbeat:
+		text = fmt.Sprintf("[unchanged for %.1fs] %s", float64(r.HeldMillis)/1000, r.Caption)
+	case r.PrevCaption != "":
+		text = fmt.Sprintf("%s  [was for %.1fs: %s]", r.Caption, float64(r.HeldMillis)/1000, r.PrevCaption)
 	}
 	return fmt.Sprintf("%s  %s  pts=%.3fs  conf=%.2f  %s", ts, r.SourceID, float64(r.PTSMillis)/1000, r.Confidence, text), nil
 }

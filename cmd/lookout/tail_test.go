@@ -32,6 +32,16 @@ func TestFormatTailLine(t *testing.T) {
 	if line, _ := formatTailLine(b); !strings.Contains(line, "gap") || !strings.Contains(line, "4.2s") {
 		t.Fatalf("gap line: %q", line)
 	}
+	r.Kind, r.GapMillis, r.HeldMillis = sink.KindHeartbeat, 0, 60000
+	b, _ = json.Marshal(r)
+	if line, _ := formatTailLine(b); !strings.HasSuffix(line, "[unchanged for 60.0s] a car on a road") {
+		t.Fatalf("heartbeat line: %q", line)
+	}
+	r.Kind, r.PrevCaption, r.HeldMillis = sink.KindCaption, "an empty road", 3000
+	b, _ = json.Marshal(r)
+	if line, _ := formatTailLine(b); !strings.HasSuffix(line, "a car on a road  [was for 3.0s: an empty road]") {
+		t.Fatalf("change line: %q", line)
+	}
 	for _, bad := range []string{"", "null", "{}", "[1,2]", `{"source_id":3}`, "not json"} {
 		if _, err := formatTailLine([]byte(bad)); err == nil {
 			t.Errorf("%q accepted as a record", bad)

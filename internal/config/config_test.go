@@ -403,3 +403,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The per-source decode, gate and emit settings: defaults and one-line
+// errors naming the field.
+func TestSourceDecodeGateEmit(t *testing.T) {
+	const sink = "sinks: {jsonl: {path: x}}\n"
+	src := func(extra string) string {
+		return "sources:\n  - {id: a, uri: 'synth://driving'" + extra + "}\n" + sink
+	}
+	c, err := Parse([]byte(src(", decode: keyframes, emit: changes, heartbeat: 30s, gate: {threshold: 3, max_interval: 2m}")), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sources[0]
+	if s.Decode != "keyframes" || s.Emit != "changes" || s.Heartbeat == nil || *s.Heartbeat != 30*time.Second ||
+		s.Gate.Threshold != 3 || s.Gate.MaxInterval != 2*time.Minute {
+		t.Errorf("parsed %+v", s)
+	}
+	if c, err := Parse([]byte(src("")), func(string) string { return "" }); err != nil || c.Sources[0].Decode != "" || c.Sources[0].Emit != "" || c.Sources[0].Gate.Threshold != 0 {
+		t.Errorf("defaults: %+v, %v (want decode auto, emit every, no gate)", c.Sources, err)
+	}
+	for _, c := range []struct{ extra, want string }{
+		{", decode: gpu", `line 2: sources[0].decode: "gpu" is not one of all, keyframes, auto`},
+		{", emit: change", `line 2: sources[0].emit: "change" is not one of every, changes`},
+		{", heartbeat: 30s", `line 2: sources[0].heartbeat: only applies with emit: changes`},
+		{", emit: changes, heartbeat: -1s", `line 2: sources[0].heartbeat: must be >= 0 (0s: no heartbeats), got -1s`},
+		{", gate: {threshold: 300}", `line 2: sources[0].gate.threshold: must be between 0 and 255 grey levels, got 300`},
+		{", gate: {threshhold: 3}", `line 2: sources[0].gate: unknown field "threshhold"; did you mean "threshold"? (known: threshold, max_interval)`},
+	} {
+		_, err := Parse([]byte(src(c.extra)), func(string) string { return "" })
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s:\n got %v\nwant %s", c.extra, err, c.want)
+		}
+	}
+}
