@@ -129,7 +129,7 @@ func (p *Pipeline) writeSink(s *sinkSlot, recs []sink.Record) error {
 		delay := bo.Next()
 		if ok, held := p.limit.allow("sink/" + s.name); ok {
 			p.log.Error().Err(err).Str("sink", s.name).Int("records", len(recs)).Int("attempt", attempt).
-				Int("failures_held_back", held).Dur("retry_in", delay).
+				Int("failures_held_back", held).Int64("retry_in_ms", delay.Milliseconds()).
 				Msg("sink write failed; retrying (records are kept, the pipeline waits)")
 		}
 		if !sleep(p.hardCtx, delay) {

@@ -428,7 +428,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.Stop()
 	}
 	p.log.Info().Int("workers", p.cfg.Workers).Int("max_batch", p.cfg.MaxBatch).
-		Dur("max_wait", p.cfg.MaxWait).Int("sinks", len(p.sinks)).Msg("pipeline started")
+		Int64("max_wait_ms", p.cfg.MaxWait.Milliseconds()).Int("sinks", len(p.sinks)).Msg("pipeline started")
 
 	var wg sync.WaitGroup
 	work := make(chan *batch)

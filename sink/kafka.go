@@ -107,7 +107,7 @@ func (c KafkaConfig) GoString() string { return c.String() }
 // MarshalZerologObject logs the config without secrets.
 func (c KafkaConfig) MarshalZerologObject(e *zerolog.Event) {
 	e.Strs("brokers", c.Brokers).Str("topic", c.Topic).Str("compression", c.Compression).
-		Int("batch_size", c.BatchSize).Dur("batch_timeout", c.BatchTimeout).Bool("tls", c.TLS.Enabled).
+		Int("batch_size", c.BatchSize).Int64("batch_timeout_ms", c.BatchTimeout.Milliseconds()).Bool("tls", c.TLS.Enabled).
 		Str("sasl_mechanism", c.SASL.Mechanism).Str("sasl_user", c.SASL.Username)
 }
 

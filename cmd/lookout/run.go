@@ -96,7 +96,7 @@ func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStar
 			case <-done:
 				return
 			case <-waiting:
-				ev := log.Warn().Dur("waited", time.Since(since).Round(time.Second))
+				ev := log.Warn().Int64("waited_ms", time.Since(since).Milliseconds())
 				if err := svc.pipe.Ready(); err != nil {
 					ev = ev.Err(err)
 				}
