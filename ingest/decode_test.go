@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -238,4 +239,56 @@ func TestLiveReaderConvertsOnlyWantedFrames(t *testing.T) {
 		t.Errorf("%d frames decoded, %d converted; want about 50 and 5 (one per Next)", g.advances, g.retrieves)
 	}
 	t.Logf("%d frames decoded, %d converted", g.advances, g.retrieves)
+}
+
+// BenchmarkFileDecode720p replays a 10 s 1280x720 30 fps clip (keyframe
+// every 2 s) per iteration: converting every frame (as before sampling-aware
+// decoding), converting only the frames a 1 s sampler takes, and keyframes
+// only. It reports the cost and Go allocations per decoded frame.
+func BenchmarkFileDecode720p(b *testing.B) {
+	p := filepath.Join(clipDir, "bench-720p-g60.mp4")
+	clipMu.Lock()
+	if _, ok := clipMade[p]; !ok {
+		out, err := exec.Command("ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=10:size=1280x720:rate=30",
+			"-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "0",
+			"-pix_fmt", "yuv420p", p).CombinedOutput()
+		if err != nil {
+			clipMu.Unlock()
+			b.Fatalf("ffmpeg: %v: %s", err, out)
+		}
+		clipMade[p] = p
+	}
+	clipMu.Unlock()
+	for _, c := range []struct {
+		name string
+		opt  FileOptions
+	}{
+		{"convert-every-frame", FileOptions{}},
+		{"convert-sampled-1s", FileOptions{SampleEvery: time.Second}},
+		{"keyframes-only", FileOptions{Keyframes: true, SampleEvery: time.Second}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var frames int64
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			for i := 0; i < b.N; i++ {
+				fs, err := OpenFile(context.Background(), p, c.opt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					f, err := fs.Next(context.Background())
+					if err != nil {
+						break
+					}
+					_ = f.Close()
+				}
+				frames += fs.tl.seq
+				_ = fs.Close()
+			}
+			runtime.ReadMemStats(&ms1)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames)/1e3, "us/decoded-frame")
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(frames), "allocs/decoded-frame")
+		})
+	}
 }
