@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +30,8 @@ type tailOptions struct {
 	count         int
 	timeout       time.Duration
 	json          bool
+	// kinds, when not empty, are the record kinds to print.
+	kinds []string
 }
 
 func newTailCmd() *cobra.Command {
@@ -74,10 +77,18 @@ appeared, or when Kafka cannot be reached.`,
 	f.IntVar(&o.count, "count", 0, "exit after this many records (0: no limit); with the summary format, values that are not records are reported and not counted")
 	f.DurationVar(&o.timeout, "timeout", 0, "exit after this long, e.g. 30s (0: no limit)")
 	f.BoolVar(&o.json, "json", false, "print each record's raw JSON instead of a summary line")
+	f.StringSliceVar(&o.kinds, "kind", nil, "print only records of these kinds: caption, gap, heartbeat (comma-separated; others are skipped, not counted, and committed with --group)")
 	return cmd
 }
 
 func (o tailOptions) validate() error {
+	for _, k := range o.kinds {
+		switch k {
+		case sink.KindCaption, sink.KindGap, sink.KindHeartbeat:
+		default:
+			return usagef("tail: --kind: %q is not one of caption, gap, heartbeat", k)
+		}
+	}
 	if len(o.brokers) == 0 {
 		return usagef("tail: --brokers: give at least one host:port")
 	}
@@ -148,7 +159,7 @@ func runTail(ctx context.Context, o tailOptions, out, errOut io.Writer) error {
 	for {
 		select {
 		case tm := <-msgs:
-			if printTailRecord(out, errOut, tm.m, o.json) {
+			if o.wantKind(tm.m.Value) && printTailRecord(out, errOut, tm.m, o.json) {
 				n++
 			}
 			if o.group != "" {
@@ -318,6 +329,21 @@ func readyPartitions(md *kafka.MetadataResponse, topic string, needLeaders bool)
 		return t.Partitions, nil
 	}
 	return nil, nil
+}
+
+// wantKind reports whether a message passes --kind. A value that is not a
+// record passes, so that printTailRecord reports it.
+func (o tailOptions) wantKind(value []byte) bool {
+	if len(o.kinds) == 0 {
+		return true
+	}
+	var r struct {
+		Kind string `json:"kind"`
+	}
+	if json.Unmarshal(value, &r) != nil || r.Kind == "" {
+		return true
+	}
+	return slices.Contains(o.kinds, r.Kind)
 }
 
 // printTailRecord prints one message: its raw value with asJSON, else a

@@ -49,6 +49,23 @@ func TestFormatTailLine(t *testing.T) {
 	}
 }
 
+func TestTailKindFilter(t *testing.T) {
+	o := tailOptions{kinds: []string{"heartbeat", "gap"}}
+	for value, want := range map[string]bool{
+		`{"kind":"caption","source_id":"a"}`:   false,
+		`{"kind":"heartbeat","source_id":"a"}`: true,
+		`{"kind":"gap","source_id":"a"}`:       true,
+		`not json`:                             true, // reported by printTailRecord
+	} {
+		if got := o.wantKind([]byte(value)); got != want {
+			t.Errorf("--kind heartbeat,gap on %s: %v, want %v", value, got, want)
+		}
+	}
+	if (tailOptions{}).wantKind([]byte(`{"kind":"caption"}`)) != true {
+		t.Errorf("no --kind must print every kind")
+	}
+}
+
 func TestTailFlagsAreValidated(t *testing.T) {
 	cases := map[string][]string{
 		"bad broker":   {"tail", "--brokers", "nohost"},
@@ -56,6 +73,7 @@ func TestTailFlagsAreValidated(t *testing.T) {
 		"neg count":    {"tail", "--count", "-1"},
 		"neg timeout":  {"tail", "--timeout", "-1s"},
 		"unknown flag": {"tail", "--nope"},
+		"bad kind":     {"tail", "--kind", "alertz"},
 	}
 	for name, args := range cases {
 		root := newRootCmd()
