@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -184,24 +183,6 @@ func TestTailReadsRecordsFromARealBroker(t *testing.T) {
 	}
 }
 
-// tailBuffer is an output that tail writes while the test reads it.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // tailRecord is caption record i of source cam-t, as JSON.
 func tailRecord(i int) []byte {
 	pts := int64(i) * 1000
@@ -306,7 +287,7 @@ func TestTailWaitsForATopicThatDoesNotExistYet(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			topic := e2eUniqueTopic("tail-wait")
-			var stdout, stderr tailBuffer
+			var stdout, stderr e2eLockedBuffer
 			o := tailOptions{brokers: []string{addr}, topic: topic, group: group, count: 2, timeout: 60 * time.Second}
 			done := make(chan error, 1)
 			go func() { done <- runTail(context.Background(), o, &stdout, &stderr) }()
