@@ -82,34 +82,51 @@ func (d *decodeChoice) set(keyOnly bool, interval time.Duration) {
 // returns the longest interval between consecutive ones among the first
 // keyframeProbeGaps, stopping as soon as one exceeds limit (decoding
 // keyframes only is then ruled out) or the probe has read for limit*(gaps+1)
-// of stream time. ok is false when fewer than two keyframes came. Nothing is
+// of stream time. ok is false when the keyframes cannot be trusted to carry
+// a steady sampling: fewer than two came, their timestamps do not strictly
+// grow (OpenCV misplaces frames of streams with B-frames when it skips
+// non-keyframes), a file's first one is not at its start, or the intervals
+// are irregular (keyframes at scene cuts rather than a fixed GOP). Nothing is
 // converted, so it costs the keyframes' decode only.
-func measureKeyframes(ctx context.Context, c *gocv.VideoCapture, limit time.Duration, deadline time.Time) (longest time.Duration, ok bool) {
+func measureKeyframes(ctx context.Context, c *gocv.VideoCapture, limit time.Duration, deadline time.Time, fromStart bool) (longest time.Duration, ok bool) {
 	var first, last time.Duration = -1, -1
+	shortest := time.Duration(-1)
 	gaps := 0
 	for gaps < keyframeProbeGaps && ctx.Err() == nil && time.Now().Before(deadline) {
 		if !grabFrame(c) {
 			break
 		}
 		p, good := msecToPTS(c.Get(gocv.VideoCapturePosMsec))
-		if !good || p <= last {
-			continue
-		}
-		if last >= 0 {
-			longest = max(longest, p-last)
-			gaps++
-			if longest > limit+autoSlack {
-				return longest, true
+		switch {
+		case !good:
+			return 0, false
+		case last < 0:
+			if fromStart && p > 100*time.Millisecond {
+				return 0, false
 			}
-		} else {
-			first = p
+			first, last = p, p
+			continue
+		case p <= last:
+			return 0, false
 		}
+		gap := p - last
+		longest = max(longest, gap)
+		if shortest < 0 || gap < shortest {
+			shortest = gap
+		}
+		gaps++
 		last = p
+		if longest > limit+autoSlack {
+			return longest, true // too sparse for the sampling: decode everything
+		}
 		if p-first > time.Duration(keyframeProbeGaps+1)*limit {
 			break
 		}
 	}
-	return longest, gaps > 0
+	if gaps == 0 || float64(longest) > 1.5*float64(shortest) {
+		return longest, false
+	}
+	return longest, true
 }
 
 // probeFileKeyframes measures a file's keyframe interval from its first
@@ -122,7 +139,7 @@ func probeFileKeyframes(ctx context.Context, path string, every time.Duration) (
 		return 0, false
 	}
 	defer c.Close()
-	return measureKeyframes(ctx, c, every, time.Now().Add(30*time.Second))
+	return measureKeyframes(ctx, c, every, time.Now().Add(30*time.Second), true)
 }
 
 // probeRTSPKeyframes measures a stream's keyframe interval on a capture of
@@ -138,5 +155,5 @@ func probeRTSPKeyframes(ctx context.Context, loc Location, opt LiveOptions) (tim
 		return 0, false
 	}
 	defer c.Close()
-	return measureKeyframes(ctx, c, opt.SampleEvery, time.Now().Add(2*opt.SampleEvery+time.Second))
+	return measureKeyframes(ctx, c, opt.SampleEvery, time.Now().Add(2*opt.SampleEvery+time.Second), false)
 }

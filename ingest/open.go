@@ -153,7 +153,7 @@ func (spec SourceSpec) keyframesOnly(ctx context.Context, policy Decode, measure
 	ev := spec.Logger.Info().Str("source", spec.ID).Int64("sample_every_ms", spec.SampleEvery.Milliseconds())
 	switch {
 	case !ok:
-		ev.Msg("decode auto: keyframe interval not measured (fewer than two keyframes in the probe); decoding every frame")
+		ev.Msg("decode auto: no steady keyframe interval (too few keyframes, timestamps out of order, or keyframes at irregular intervals); decoding every frame")
 	case keyOnly:
 		ev.Int64("keyframe_interval_ms", interval.Milliseconds()).Msg("decode auto: keyframes only (the keyframe interval is within the sampling interval)")
 	default:
