@@ -136,9 +136,10 @@ type Source struct {
 	// Decode is all, keyframes or auto (files and RTSP): all decodes every
 	// frame (converting only the sampled ones), keyframes only keyframes
 	// (a sample is then the first keyframe at or past its time, at the
-	// keyframe's real PTS), auto measures the keyframe interval when the
-	// source opens and decodes keyframes only when it is at most the
-	// sampling interval. Default "auto".
+	// keyframe's real PTS; the stream must have no B-frames), auto measures
+	// the keyframe interval when the source opens and decodes keyframes only
+	// when the GOP is steady and at most the sampling interval. Default
+	// "auto".
 	Decode string `yaml:"decode,omitempty"`
 	// Gate skips captioning a sampled frame that barely differs from the
 	// last captioned one (see Gate). Default: off.
