@@ -389,6 +389,9 @@ func yamlName(f reflect.StructField) string {
 }
 
 func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	if key == "" {
+		return reflect.StructField{}, false // unexported and "-" fields have no name
+	}
 	for i := range t.NumField() {
 		if f := t.Field(i); yamlName(f) == key {
 			return f, true
