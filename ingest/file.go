@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -113,14 +114,8 @@ var _ Source = (*FileSource)(nil)
 // OpenFile opens path for replay. A missing or unreadable file, a directory,
 // or a file FFmpeg cannot decode gives a one-line error naming the path.
 func OpenFile(ctx context.Context, path string, opt FileOptions) (*FileSource, error) {
-	st, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("video file %q does not exist: check the path", path)
-	case err != nil:
-		return nil, fmt.Errorf("video file %q: cannot read it: %w", path, err)
-	case st.IsDir():
-		return nil, fmt.Errorf("video file %q is a directory: name a video file", path)
+	if err := CheckFile(path); err != nil {
+		return nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -163,6 +158,25 @@ func (s *FileSource) Skipped() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.skipped
+}
+
+// CheckFile says, in one line naming the path, why path cannot be replayed
+// without decoding it: missing (with the absolute path looked for when it
+// is relative), unreadable, or a directory.
+func CheckFile(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if abs, aerr := filepath.Abs(path); aerr == nil && abs != path {
+			return fmt.Errorf("video file %q does not exist (looked for %s): check the path", path, abs)
+		}
+		return fmt.Errorf("video file %q does not exist: check the path", path)
+	case err != nil:
+		return fmt.Errorf("video file %q: cannot read it: %w", path, err)
+	case st.IsDir():
+		return fmt.Errorf("video file %q is a directory: name a video file", path)
+	}
+	return nil
 }
 
 // Live reports false: a file is replayed, nothing is dropped.

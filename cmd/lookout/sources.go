@@ -2,11 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"lookout/ingest"
@@ -44,18 +39,5 @@ func checkFileInput(loc ingest.Location) error {
 	if loc.Kind != ingest.KindFile {
 		return nil
 	}
-	st, err := os.Stat(loc.Path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if !filepath.IsAbs(loc.Path) {
-			abs, _ := filepath.Abs(loc.Path)
-			return fmt.Errorf("file %s does not exist (looked for %s): check the path", loc.Path, abs)
-		}
-		return fmt.Errorf("file %s does not exist: check the path", loc.Path)
-	case err != nil:
-		return fmt.Errorf("file %s: %v", loc.Path, unwrapPath(err))
-	case st.IsDir():
-		return fmt.Errorf("file %s is a folder: give a video file", loc.Path)
-	}
-	return nil
+	return ingest.CheckFile(loc.Path)
 }
