@@ -82,12 +82,7 @@ func (g *Gate) Live() bool { return g.src.Live() }
 func (g *Gate) Close() error { return g.src.Close() }
 
 // Health reports the wrapped source's outage state.
-func (g *Gate) Health() Health {
-	if h, ok := g.src.(HealthReporter); ok {
-		return h.Health()
-	}
-	return Health{}
-}
+func (g *Gate) Health() Health { return healthOf(g.src) }
 
 // Next returns the next frame that changed enough.
 func (g *Gate) Next(ctx context.Context) (Frame, error) {

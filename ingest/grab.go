@@ -12,8 +12,9 @@ import (
 )
 
 // capturePtr is the cv::VideoCapture behind c: gocv's VideoCapture holds
-// nothing but that pointer (v0.31, pinned in go.mod; TestGrabRetrieve
-// checks the layout by decoding through it).
+// nothing but that pointer (v0.31, pinned in go.mod). Every file and RTSP
+// read goes through it, so any layout change fails the ingest tests at once
+// (TestDecodePoliciesSampleTheSameFrames among them).
 func capturePtr(c *gocv.VideoCapture) unsafe.Pointer {
 	return *(*unsafe.Pointer)(unsafe.Pointer(c))
 }

@@ -111,6 +111,15 @@ type HealthReporter interface {
 
 var _ HealthReporter = (*Reconnecting)(nil)
 
+// healthOf is src's outage state; a source that does not report one counts
+// as up. Wrappers (Sampler, Gate) pass their source's on with it.
+func healthOf(src Source) Health {
+	if h, ok := src.(HealthReporter); ok {
+		return h.Health()
+	}
+	return Health{}
+}
+
 // Reconnecting keeps a live source going across outages. It opens the
 // source on the first Next; when the source fails with an error wrapping
 // ErrTransient, or gives no frame for StuckAfter, it closes it and reopens

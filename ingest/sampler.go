@@ -76,12 +76,7 @@ func NewSampler(src Source, id string, cfg SampleConfig, m Metrics) (*Sampler, e
 
 // Health reports the wrapped source's outage state; a source that does not
 // report one counts as up.
-func (s *Sampler) Health() Health {
-	if h, ok := s.src.(HealthReporter); ok {
-		return h.Health()
-	}
-	return Health{}
-}
+func (s *Sampler) Health() Health { return healthOf(s.src) }
 
 var _ HealthReporter = (*Sampler)(nil)
 

@@ -300,7 +300,7 @@ func inputID(in string) string {
 
 // captionFiles runs the one-shot pipeline over cfg's sources, handling
 // SIGINT and SIGTERM like run does, and puts the outputs in place.
-func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, progress bool) (err error) {
+func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, progress bool) error {
 	log := newLogger(os.Stderr, cfg.Log.Level, "auto")
 	svc, err := newService(ctx, cfg, log, serviceOptions{exitWhenDone: true, fromStart: true, failFirstOpen: true})
 	if err != nil {

@@ -81,7 +81,8 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 	}
 
 	workers := autoWorkers(cfg.Pipeline.Workers)
-	s.model, err = inference.Load(cfg.Model.Dir, modelOptions(cfg.Model, workers, log))
+	mopts := modelOptions(cfg.Model, workers, log)
+	s.model, err = inference.Load(cfg.Model.Dir, mopts)
 	if err != nil {
 		if _, serr := os.Stat(cfg.Model.Dir); errors.Is(serr, fs.ErrNotExist) {
 			err = usageError{err} // a wrong path in the config or on the command line, as in `model info`
@@ -89,7 +90,7 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 		return s, err
 	}
 	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", cfg.Model.Dir).
-		Int("workers", workers).Int("intra_op_threads", modelOptions(cfg.Model, workers, log).IntraOpThreads).Msg("model loaded")
+		Int("workers", workers).Int("intra_op_threads", mopts.IntraOpThreads).Msg("model loaded")
 
 	if cfg.Sinks.JSONL.Path != "" {
 		j, err := sink.NewJSONLSink(cfg.Sinks.JSONL.Path)
