@@ -185,3 +185,29 @@ func TestRTSPWrongPathSays404(t *testing.T) {
 		t.Errorf("error %q: want a transient error holding %q, without the password", msg, want)
 	}
 }
+
+// FuzzRTSPAnswer feeds arbitrary server answers to the probe's parser and
+// its answer to an authentication challenge: a camera (or anything at that
+// port) controls these bytes. The reason that reaches logs stays one short
+// line; an Authorization answer is one header line, never a second one.
+func FuzzRTSPAnswer(f *testing.F) {
+	f.Add("RTSP/1.0 404 Not Found\r\nCSeq: 1\r\n\r\n")
+	f.Add("RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Digest realm=\"cam\", nonce=\"abc\", qop=\"auth,auth-int\", opaque=\"o\"\r\n\r\n")
+	f.Add("RTSP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\nWWW-Authenticate: Digest realm=\"\r\n\r\n")
+	f.Add("HTTP/1.1 200 OK\r\n\r\n")
+	f.Add("RTSP/1.0 200\r\n")
+	f.Fuzz(func(t *testing.T, answer string) {
+		var p rtspProbe
+		hdr, err := readRTSPAnswer(textproto.NewReader(bufio.NewReader(strings.NewReader(answer))), &p)
+		if err != nil {
+			return
+		}
+		if p.status < 100 || p.status > 999 || len(p.reason) > 60 || strings.ContainsAny(p.reason, "\r\n") {
+			t.Fatalf("status %d reason %q from %q", p.status, p.reason, answer)
+		}
+		a := authorization(hdr.Values("WWW-Authenticate"), "rtsp://h/cam", "user", "pass")
+		if a != "" && (!strings.HasPrefix(a, "Authorization: ") || strings.Count(a, "\r\n") != 1 || !strings.HasSuffix(a, "\r\n")) {
+			t.Fatalf("authorization answer %q from %q", a, answer)
+		}
+	})
+}
