@@ -19,6 +19,7 @@ import (
 
 	"lookout/ingest"
 	"lookout/internal/config"
+	"lookout/internal/service"
 )
 
 func newCaptionCmd() *cobra.Command {
@@ -302,7 +303,19 @@ func inputID(in string) string {
 // SIGINT and SIGTERM like run does, and puts the outputs in place.
 func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, progress bool) error {
 	log := newLogger(os.Stderr, cfg.Log.Level, "auto")
-	svc, err := newService(ctx, cfg, log, serviceOptions{exitWhenDone: true, fromStart: true, failFirstOpen: true})
+	var captions atomic.Int64
+	var bar *progressbar.ProgressBar
+	var advance func(string, int64)
+	if progress {
+		bar, advance = newReplayProgress(ctx, cfg.Sources)
+	}
+	svc, err := service.New(ctx, cfg, log, service.Options{ExitWhenDone: true, FromStart: true, FailFirstOpen: true,
+		OnDelivered: func(id string, pts int64) {
+			captions.Add(1)
+			if advance != nil {
+				advance(id, pts)
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -314,18 +327,6 @@ func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, p
 		}
 	}
 	defer closeSvc()
-	var captions atomic.Int64
-	var bar *progressbar.ProgressBar
-	var advance func(string, int64)
-	if progress {
-		bar, advance = newReplayProgress(ctx, cfg.Sources)
-	}
-	svc.onDelivered = func(id string, pts int64) {
-		captions.Add(1)
-		if advance != nil {
-			advance(id, pts)
-		}
-	}
 	for _, src := range cfg.Sources {
 		if err := svc.AddSource(src); err != nil {
 			return err
@@ -349,15 +350,14 @@ func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, p
 						_ = bar.Clear()
 					}
 					fmt.Fprintf(os.Stderr, "lookout: %s: finishing the frames already read and closing the outputs (signal again to exit at once)\n", sig)
-					svc.pipe.Stop()
+					svc.Stop()
 					continue
 				}
-				svc.killed.Store(true)
-				svc.pipe.Kill()
+				svc.Kill()
 			}
 		}
 	}()
-	runErr := svc.pipe.Run(ctx)
+	runErr := svc.Run(ctx)
 	close(done)
 	closeSvc() // flushes the JSONL file and writes the MP4's index
 	if bar != nil {

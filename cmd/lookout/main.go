@@ -8,6 +8,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"lookout/internal/service"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -75,7 +76,8 @@ func main() {
 		os.Exit(ee.code)
 	}
 	var ue usageError
-	if errors.As(err, &ue) {
+	var ce service.ConfigError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
 		os.Exit(2)
 	}
 	os.Exit(1)

@@ -1,22 +1,14 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"lookout/ingest"
 	"lookout/internal/config"
+	"lookout/internal/service"
 )
-
-// stopReminder is how often a graceful stop that is still waiting (a sink that cannot
-// write: broker down and spool disk full) says so, with the sink's error.
-const stopReminder = 15 * time.Second
 
 func newRunCmd() *cobra.Command {
 	var cfgPath, logFormat string
@@ -43,7 +35,7 @@ unless the file lists them too.`,
 			for i, s := range cfg.Sources {
 				loc, err := ingest.ParseURI(s.URI)
 				if err == nil {
-					err = checkFileInput(loc)
+					err = service.CheckFileInput(loc)
 				}
 				if err != nil {
 					return usageError{cfg.SourceErr(i, "uri", err)}
@@ -53,96 +45,11 @@ unless the file lists them too.`,
 				cfg.Log.Format = logFormat
 			}
 			log := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
-			return runService(cmd.Context(), cfgPath, cfg, fromStart, log)
+			return service.Serve(cmd.Context(), cfgPath, cfg, service.Options{FromStart: fromStart}, log)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "YAML config file (required)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "", "override log.format: json, console or auto")
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "replay files from the start, ignoring checkpoints")
 	return cmd
-}
-
-func runService(ctx context.Context, cfgPath string, cfg config.Config, fromStart bool, log zerolog.Logger) error {
-	if len(cfg.Sources) == 0 {
-		log.Warn().Msg("no sources configured; add some with POST /sources or SIGHUP after editing the config")
-	}
-	svc, err := newService(ctx, cfg, log, serviceOptions{fromStart: fromStart})
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	// Through Reconcile, so that a SIGHUP later restarts only changed sources.
-	if _, _, _, err := svc.Reconcile(cfg.Sources); err != nil {
-		return usageError{err}
-	}
-	if cfg.HTTP.Listen != "" {
-		ops, err := startOpsServer(cfg.HTTP.Listen, cfg.HTTP.Token, svc.reg, svc.Ready, svc, log.With().Str("component", "http").Logger())
-		if err != nil {
-			return err
-		}
-		defer ops.Close()
-	}
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	go func() {
-		stopping := false
-		var since time.Time
-		var waiting <-chan time.Time // ticks while a graceful stop waits (a sink that cannot write)
-		for {
-			select {
-			case <-done:
-				return
-			case <-waiting:
-				ev := log.Warn().Int64("waited_ms", time.Since(since).Milliseconds())
-				if err := svc.pipe.Ready(); err != nil {
-					ev = ev.Err(err)
-				}
-				ev.Msg("still shutting down: records are kept until written (signal again to exit at once; records not yet written are then lost)")
-			case sig := <-sigs:
-				switch {
-				case sig == syscall.SIGHUP:
-					reload(cfgPath, svc, log)
-				case !stopping:
-					stopping = true
-					log.Info().Str("signal", sig.String()).Msg("shutting down: captioning queued frames, flushing sinks (signal again to exit at once)")
-					svc.pipe.Stop()
-					since = time.Now()
-					t := time.NewTicker(stopReminder)
-					defer t.Stop()
-					waiting = t.C
-				default:
-					log.Warn().Msg("second signal: exiting at once")
-					svc.killed.Store(true)
-					svc.pipe.Kill()
-				}
-			}
-		}
-	}()
-	log.Info().Int("sources", len(cfg.Sources)).Msg("running")
-	err = svc.pipe.Run(ctx)
-	close(done)
-	if err != nil {
-		return err
-	}
-	log.Info().Msg("stopped cleanly")
-	return nil
-}
-
-// reload applies the config file's source list: removed and changed sources
-// stop, new and changed ones start; the others keep running undisturbed.
-func reload(cfgPath string, svc *service, log zerolog.Logger) {
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		log.Error().Err(err).Msg("reload refused; keeping the running sources")
-		return
-	}
-	added, removed, restarted, err := svc.Reconcile(cfg.Sources)
-	ev := log.Info()
-	if err != nil {
-		ev = log.Error().Err(err)
-	}
-	ev.Strs("added", added).Strs("removed", removed).Strs("restarted", restarted).Msg("reloaded sources")
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of what a new user trusts lookout with (issue 16): ids,
 // the ops API's safety, inputs that cannot open, interrupted commands and
@@ -152,8 +152,8 @@ func TestE2ECaptionOutReplacedAndInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(partialPath(out)); !os.IsNotExist(err) {
-		t.Errorf("a finished run left %s behind (stat: %v)", partialPath(out), err)
+	if _, err := os.Stat(e2ePartialPath(out)); !os.IsNotExist(err) {
+		t.Errorf("a finished run left %s behind (stat: %v)", e2ePartialPath(out), err)
 	}
 
 	// Killed mid-way (SIGKILL: no chance to clean up).
@@ -167,7 +167,7 @@ func TestE2ECaptionOutReplacedAndInterrupted(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	waitLines(partialPath(out), 3)
+	waitLines(e2ePartialPath(out), 3)
 	p.stop(syscall.SIGKILL, 10*time.Second)
 	after, err := os.ReadFile(out)
 	if err != nil || string(after) != string(before) {
@@ -177,19 +177,19 @@ func TestE2ECaptionOutReplacedAndInterrupted(t *testing.T) {
 	// Interrupted (SIGINT): a graceful stop, exit 130, outputs closed properly.
 	mp4 := filepath.Join(dir, "annotated.mp4")
 	p = e2eStartLookout(t, dir, append(args, "--realtime", "--video", mp4)...)
-	waitLines(partialPath(out), 4)
+	waitLines(e2ePartialPath(out), 4)
 	code := p.stop(os.Interrupt, 30*time.Second)
 	stderr := p.stderr.String()
 	if code != 130 {
 		t.Fatalf("interrupted caption exited %d, want 130; stderr:\n%s", code, stderr)
 	}
-	if !strings.Contains(stderr, partialPath(out)) || !strings.Contains(stderr, partialPath(mp4)) {
+	if !strings.Contains(stderr, e2ePartialPath(out)) || !strings.Contains(stderr, e2ePartialPath(mp4)) {
 		t.Errorf("the last line does not say where the partial output is:\n%s", stderr)
 	}
 	if after, _ := os.ReadFile(out); string(after) != string(before) {
 		t.Errorf("an interrupted run of a file changed %s", out)
 	}
-	partial, err := os.ReadFile(partialPath(out))
+	partial, err := os.ReadFile(e2ePartialPath(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,9 +205,9 @@ func TestE2ECaptionOutReplacedAndInterrupted(t *testing.T) {
 	}
 	// Playable: ffprobe reads the index (moov) and counts the frames.
 	probe, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
-		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", partialPath(mp4)).CombinedOutput()
+		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", e2ePartialPath(mp4)).CombinedOutput()
 	if err != nil {
-		t.Fatalf("ffprobe %s: %v: %s (is ffmpeg installed? scripts/deps-apt.sh)", partialPath(mp4), err, probe)
+		t.Fatalf("ffprobe %s: %v: %s (is ffmpeg installed? scripts/deps-apt.sh)", e2ePartialPath(mp4), err, probe)
 	}
 	frames, err := strconv.Atoi(strings.TrimSpace(string(probe)))
 	if err != nil || frames < len(lines) {
@@ -314,4 +314,11 @@ func TestE2ETrustExitCodes(t *testing.T) {
 			t.Logf("TABLE | %s | `lookout %s` | %d | %s", c.name, e2eShortArgs(c.args, dir), code, strings.TrimSpace(strings.ReplaceAll(stderr, dir, "$TMP")))
 		})
 	}
+}
+
+// e2ePartialPath is where `caption --out` writes until it succeeds, as the
+// README documents it: captions.jsonl -> captions.partial.jsonl.
+func e2ePartialPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".partial" + ext
 }

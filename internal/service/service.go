@@ -1,4 +1,8 @@
-package main
+// Package service wires lookout together: config -> model, sinks, pipeline
+// and sources, the HTTP ops server, replay checkpoints, and for `lookout run`
+// the signals (graceful stop, kill, SIGHUP reload). `lookout run` and
+// `lookout caption` share it; cmd/lookout keeps only commands and flags.
+package service
 
 import (
 	"context"
@@ -28,9 +32,9 @@ import (
 	"lookout/sink"
 )
 
-// service wires config -> components: the model, the sinks, the pipeline and
+// Service wires config -> components: the model, the sinks, the pipeline and
 // its sources. It is shared by `lookout run` and `lookout caption`.
-type service struct {
+type Service struct {
 	cfg   config.Config
 	log   zerolog.Logger
 	reg   *prometheus.Registry
@@ -58,18 +62,32 @@ type service struct {
 	live sync.Map
 }
 
-type serviceOptions struct {
-	exitWhenDone  bool
-	fromStart     bool
-	failFirstOpen bool
-	// extraSinks are added next to the configured ones (e.g. stdout).
-	extraSinks []sink.Sink
+// Options adjust a Service to its command.
+type Options struct {
+	// ExitWhenDone ends Run once every source has ended (one-shot captioning).
+	ExitWhenDone bool
+	// FromStart ignores replay checkpoints.
+	FromStart bool
+	// FailFirstOpen makes a live source that cannot open at all an error
+	// (one-shot commands) rather than a reconnect loop.
+	FailFirstOpen bool
+	// ExtraSinks are added next to the configured ones (e.g. stdout).
+	ExtraSinks []sink.Sink
+	// OnDelivered, when set, also sees every delivered record (progress).
+	OnDelivered func(sourceID string, ptsMillis int64)
 }
 
-// newService loads the model and opens the sinks. Close releases them.
-func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt serviceOptions) (s *service, err error) {
-	s = &service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), sources: map[string]config.Source{},
-		fromStart: opt.fromStart, failFirstOpen: opt.failFirstOpen}
+// ConfigError marks an error caused by the configuration or the command line
+// (a wrong model path, a bad source): commands exit with status 2 on it.
+type ConfigError struct{ Err error }
+
+func (e ConfigError) Error() string { return e.Err.Error() }
+func (e ConfigError) Unwrap() error { return e.Err }
+
+// New loads the model and opens the sinks. Close releases them.
+func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options) (s *Service, err error) {
+	s = &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), sources: map[string]config.Source{},
+		fromStart: opt.FromStart, failFirstOpen: opt.FailFirstOpen, onDelivered: opt.OnDelivered}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -85,7 +103,7 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 	s.model, err = inference.Load(cfg.Model.Dir, mopts)
 	if err != nil {
 		if _, serr := os.Stat(cfg.Model.Dir); errors.Is(serr, fs.ErrNotExist) {
-			err = usageError{err} // a wrong path in the config or on the command line, as in `model info`
+			err = ConfigError{err} // a wrong path in the config or on the command line, as in `model info`
 		}
 		return s, err
 	}
@@ -99,7 +117,7 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 		}
 		s.sinks = append(s.sinks, j)
 	}
-	s.sinks = append(s.sinks, opt.extraSinks...)
+	s.sinks = append(s.sinks, opt.ExtraSinks...)
 	if cfg.Sinks.Kafka.Enabled {
 		if err := s.openKafka(ctx); err != nil {
 			return s, err
@@ -131,7 +149,7 @@ func newService(ctx context.Context, cfg config.Config, log zerolog.Logger, opt 
 		MaxWait:             cfg.Pipeline.MaxWait,
 		Workers:             workers,
 		QueueSize:           cfg.Pipeline.QueueSize,
-		ExitWhenSourcesDone: opt.exitWhenDone,
+		ExitWhenSourcesDone: opt.ExitWhenDone,
 		OnDelivered:         s.delivered,
 		OnCaptioned:         onCaptioned,
 	}
@@ -181,7 +199,7 @@ func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Opt
 	}
 }
 
-func (s *service) openKafka(ctx context.Context) error {
+func (s *Service) openKafka(ctx context.Context) error {
 	k := s.cfg.Sinks.Kafka
 	password := k.SASL.Password
 	if k.SASL.PasswordFile != "" {
@@ -274,7 +292,7 @@ func videoFPS(sources []config.Source) float64 {
 	return 1
 }
 
-func (s *service) topicOverrides() map[string]string {
+func (s *Service) topicOverrides() map[string]string {
 	m := map[string]string{}
 	for _, src := range s.cfg.Sources {
 		if src.Topic != "" {
@@ -286,7 +304,7 @@ func (s *service) topicOverrides() map[string]string {
 
 // delivered advances a replay's checkpoint once every sink accepted the
 // record of the frame at pts.
-func (s *service) delivered(sourceID string, ptsMillis int64) {
+func (s *Service) delivered(sourceID string, ptsMillis int64) {
 	if s.onDelivered != nil {
 		s.onDelivered(sourceID, ptsMillis)
 	}
@@ -304,7 +322,7 @@ func (s *service) delivered(sourceID string, ptsMillis int64) {
 }
 
 // SourceIDs lists running sources (for the HTTP API).
-func (s *service) SourceIDs() []string {
+func (s *Service) SourceIDs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := make([]string, 0, len(s.sources))
@@ -317,12 +335,12 @@ func (s *service) SourceIDs() []string {
 // desired turns a configured source into what the pipeline runs: its spec,
 // a version (a digest of its settings, so a reload restarts only changed
 // sources) and the function that opens it.
-func (s *service) desired(src config.Source) (pipeline.Desired, error) {
+func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 	loc, err := ingest.ParseURI(src.URI)
 	if err != nil {
 		return pipeline.Desired{}, fmt.Errorf("source %s: %w", src.ID, err)
 	}
-	if err := checkFileInput(loc); err != nil {
+	if err := CheckFileInput(loc); err != nil {
 		return pipeline.Desired{}, fmt.Errorf("source %s: %w", src.ID, err)
 	}
 	var startAt int64 = -1
@@ -369,7 +387,7 @@ func (s *service) desired(src config.Source) (pipeline.Desired, error) {
 }
 
 // AddSource starts a source; before Run it starts when Run starts.
-func (s *service) AddSource(src config.Source) error {
+func (s *Service) AddSource(src config.Source) error {
 	d, err := s.desired(src)
 	if err != nil {
 		return err
@@ -388,7 +406,7 @@ func (s *service) AddSource(src config.Source) error {
 
 // Reconcile makes the running sources match want (a config reload):
 // unchanged sources are not touched.
-func (s *service) Reconcile(want []config.Source) (added, removed, restarted []string, err error) {
+func (s *Service) Reconcile(want []config.Source) (added, removed, restarted []string, err error) {
 	var ds []pipeline.Desired
 	var errs []error
 	next := map[string]config.Source{}
@@ -409,7 +427,7 @@ func (s *service) Reconcile(want []config.Source) (added, removed, restarted []s
 }
 
 // RemoveSource stops one source, leaving the others running.
-func (s *service) RemoveSource(id string) error {
+func (s *Service) RemoveSource(id string) error {
 	s.mu.Lock()
 	_, ok := s.sources[id]
 	delete(s.sources, id)
@@ -424,7 +442,7 @@ func (s *service) RemoveSource(id string) error {
 // the Kafka spool's state. A broker that does not acknowledge makes the
 // Kafka sink down (README: /readyz fails while a sink is down); records
 // wait in the spool meanwhile.
-func (s *service) Ready() (string, error) {
+func (s *Service) Ready() (string, error) {
 	var detail string
 	if s.spool != nil {
 		st := s.spool.State()
@@ -448,7 +466,7 @@ func (s *service) Ready() (string, error) {
 
 // Close releases sinks and the model; call after Run returned. After a
 // kill (second signal) the spool is closed at once: its records are on disk.
-func (s *service) Close() {
+func (s *Service) Close() {
 	if s.killed.Load() && s.spool != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -32,10 +32,10 @@ func openSampled(ctx context.Context, spec ingest.SourceSpec, sc ingest.SampleCo
 	return smp, nil
 }
 
-// checkFileInput refuses a file source whose file is not there (a replay
+// CheckFileInput refuses a file source whose file is not there (a replay
 // would fail at once and leave nothing running). Other kinds pass: a camera
 // may come up later.
-func checkFileInput(loc ingest.Location) error {
+func CheckFileInput(loc ingest.Location) error {
 	if loc.Kind != ingest.KindFile {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests: TestMain builds the real lookout binary once and the
 // TestE2E* tests drive it as a subprocess against real parts: the Kafka
@@ -8,7 +8,7 @@ package main
 //
 // Run them with:
 //
-//	LOOKOUT_ORT_LIB=$PWD/.state/ort/libonnxruntime.so go test -count=1 -run TestE2E -v ./cmd/lookout/
+//	LOOKOUT_ORT_LIB=$PWD/.state/ort/libonnxruntime.so go test -count=1 -run TestE2E -v ./e2e/
 //
 // Ports (overridable for parallel sessions): Kafka LOOKOUT_E2E_KAFKA_PORT
 // (default 19592, controller on the next port), RTSP LOOKOUT_E2E_RTSP_PORT
@@ -72,12 +72,13 @@ func e2eMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(e2e.tmp)
-	// Build only when an end-to-end test may run: the unit tests of this
-	// package do not need the binary.
+	// Build only when a test that runs the binary may run (the tail tests
+	// use the Kafka broker only).
 	if run := flag.Lookup("test.run").Value.String(); run == "" || strings.Contains(run, "E2E") {
 		bin := filepath.Join(e2e.tmp, "lookout")
 		start := time.Now()
-		cmd := exec.Command("go", "build", "-o", bin, ".")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/lookout")
+		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: go build -o %s lookout/cmd/lookout failed: %v\n%s", bin, err, out)
 			return 1
