@@ -21,6 +21,10 @@ const (
 	// KindHeartbeat repeats a source's current caption when nothing changed
 	// for a while (sources[].emit: changes, heartbeat).
 	KindHeartbeat = "heartbeat"
+	// KindAlert says a rule's match held (docs/EVENTS.md, "Rules"): the
+	// record repeats the caption record that completed the match and names
+	// the rule and that record's id.
+	KindAlert = "alert"
 )
 
 // Record is one JSON object per sampled frame (or per gap).
@@ -47,8 +51,12 @@ type Record struct {
 	// PrevCaption and HeldMillis (emit: changes) are the caption this record
 	// replaces and how long, in stream time, it held; a heartbeat carries
 	// how long its caption has held.
-	PrevCaption   string  `json:"prev_caption,omitempty"`
-	HeldMillis    int64   `json:"held_ms,omitempty"`
+	PrevCaption string `json:"prev_caption,omitempty"`
+	HeldMillis  int64  `json:"held_ms,omitempty"`
+	// Rule and CaptionID (alert records) name the rule that fired and the
+	// caption record that completed its match.
+	Rule          string  `json:"rule,omitempty"`
+	CaptionID     string  `json:"caption_id,omitempty"`
 	LatencyMillis Latency `json:"latency_ms"`
 }
 
@@ -80,6 +88,14 @@ func RecordID(sourceID, run string, ptsMillis int64, modelDigest, kind string) s
 		key += "\x00" + run
 	}
 	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:16])
+}
+
+// AlertID is the id of the alert rule fired on the caption record
+// captionID: deterministic, so a replay, a retry and `lookout rules test`
+// give the same id, and two rules firing on one frame give two ids.
+func AlertID(captionID, rule string) string {
+	h := sha256.Sum256([]byte(captionID + "\x00" + KindAlert + "\x00" + rule))
 	return hex.EncodeToString(h[:16])
 }
 

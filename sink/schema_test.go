@@ -34,7 +34,10 @@ func TestMarshalledRecordsMatchSchema(t *testing.T) {
 	gap.ID = RecordID(gap.SourceID, gap.Run, gap.PTSMillis, gap.ModelDigest, KindGap)
 	bare := testRecord("cam_3", 0)
 	bare.Labels, bare.Attributes = nil, nil
-	for name, r := range map[string]Record{"caption": testRecord("cam1", 3), "gap": gap, "bare": bare} {
+	alert := testRecord("cam1", 3)
+	alert.Kind, alert.Rule, alert.CaptionID, alert.HeldMillis = KindAlert, "crossing-on-green", alert.ID, 2000
+	alert.ID = AlertID(alert.CaptionID, alert.Rule)
+	for name, r := range map[string]Record{"caption": testRecord("cam1", 3), "gap": gap, "bare": bare, "alert": alert} {
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
@@ -63,7 +66,9 @@ func TestSchemaRejectsBadRecords(t *testing.T) {
 		"confidence > 1":     mutate(func(m map[string]any) { m["confidence"] = 1.5 }),
 		"bad capture time":   mutate(func(m map[string]any) { m["capture_time"] = "yesterday" }),
 		"gap without gap_ms": mutate(func(m map[string]any) { m["kind"] = "gap" }),
-		"bad kind":           mutate(func(m map[string]any) { m["kind"] = "alert" }),
+		"bad kind":           mutate(func(m map[string]any) { m["kind"] = "warning" }),
+		"alert without rule": mutate(func(m map[string]any) { m["kind"] = "alert"; m["caption_id"] = m["id"] }),
+		"alert bad rule":     mutate(func(m map[string]any) { m["kind"] = "alert"; m["caption_id"] = m["id"]; m["rule"] = "a b" }),
 	}
 	for name, b := range cases {
 		if err := validateJSON(t, sch, b); err == nil {

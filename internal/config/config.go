@@ -34,6 +34,8 @@ type Config struct {
 	// Sources to caption; at least one for `lookout run`.
 	Sources []Source `yaml:"sources"`
 	Sinks   Sinks    `yaml:"sinks"`
+	// Rules turn caption records into alert records (see Rule).
+	Rules []Rule `yaml:"rules"`
 
 	origin origin
 }
@@ -186,6 +188,9 @@ type Kafka struct {
 	// Topic receives records unless a source overrides it.
 	// Default "lookout.captions".
 	Topic string `yaml:"topic"`
+	// AlertsTopic receives the rules' alert records, through a spool of
+	// their own under DataDir/spool-alerts. Default "lookout.alerts".
+	AlertsTopic string `yaml:"alerts_topic"`
 	// Compression is none|gzip|snappy|lz4|zstd. Default "lz4".
 	Compression string `yaml:"compression"`
 	// BatchSize is the most records per produce request. Default 100.
@@ -255,7 +260,7 @@ func Default() Config {
 		Model:    Model{Dir: "models/demo", Provider: "cpu", Decoder: "auto", Resize: "exact", GraphOptimization: "all"},
 		Pipeline: Pipeline{MaxBatch: 8, MaxWait: 50 * time.Millisecond, Workers: 0, QueueSize: 4},
 		Sinks: Sinks{Kafka: Kafka{
-			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", Compression: "lz4",
+			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", AlertsTopic: "lookout.alerts", Compression: "lz4",
 			BatchSize: 100, BatchTimeout: 10 * time.Millisecond, SpoolMaxBytes: 1 << 30,
 		}},
 	}
@@ -587,6 +592,11 @@ func (c Config) problems() []problem {
 		if k.Topic == "" {
 			bad("sinks.kafka.topic", "must be set")
 		}
+		if k.AlertsTopic == "" {
+			bad("sinks.kafka.alerts_topic", "must be set")
+		} else if k.AlertsTopic == k.Topic {
+			bad("sinks.kafka.alerts_topic", "%q is also sinks.kafka.topic: alerts need a topic of their own", k.AlertsTopic)
+		}
 		switch k.Compression {
 		case "none", "gzip", "snappy", "lz4", "zstd":
 		default:
@@ -614,7 +624,7 @@ func (c Config) problems() []problem {
 	if !k.Enabled && c.Sinks.JSONL.Path == "" && c.Sinks.Video.Path == "" {
 		bad("sinks", "enable at least one of kafka, jsonl, video")
 	}
-	return errs
+	return append(errs, c.ruleProblems()...)
 }
 
 func isLoopback(host string) bool {

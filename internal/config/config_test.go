@@ -90,7 +90,7 @@ func TestConfigErrorMessages(t *testing.T) {
 		{"misspelt field", "sources:\n  - id: a\n    uri: x\n    evry: 1s\n" + sink,
 			`c.yaml:4: sources[0]: unknown field "evry"; did you mean "every"? ` + known},
 		{"misspelt top-level field", "sourcez: []\n" + sink,
-			`c.yaml:1: unknown field "sourcez"; did you mean "sources"? (known: data_dir, log, http, model, pipeline, sources, sinks)`},
+			`c.yaml:1: unknown field "sourcez"; did you mean "sources"? (known: data_dir, log, http, model, pipeline, sources, sinks, rules)`},
 		{"swapped letters", "sources: [{id: a, uri: x, fsp: 2}]\n" + sink,
 			`c.yaml:1: sources[0]: unknown field "fsp"; did you mean "fps"? ` + known},
 		{"unknown nested field", "sinks:\n  jsonl: {path: x}\n  kafka:\n    tls: {ca: x}\n",
