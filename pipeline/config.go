@@ -82,6 +82,15 @@ type Config struct {
 	// only valid during the call. Calls come from the inference workers: in
 	// per-source order with one worker, possibly interleaved with several.
 	OnCaptioned func(rec sink.Record, img gocv.Mat)
+
+	// Derive, when set, sees every record the workers produce (captions
+	// and gaps), in per-source order of pts, before the source's Emit
+	// policy decides whether to publish it: a record emit: changes
+	// suppresses is still seen. The records it returns (the rules'
+	// alerts) are published right after it, to every sink, and acknowledged
+	// with it. Calls come from the deliverer, one at a time; the hook must
+	// not block for long.
+	Derive func(rec sink.Record) []sink.Record
 }
 
 // Defaults of Config's fields.

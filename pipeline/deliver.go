@@ -44,11 +44,16 @@ func (p *Pipeline) deliver(in <-chan *doneBatch) error {
 			delete(pending, next)
 			next++
 			for i, r := range d.recs {
+				var derived []sink.Record
+				if p.cfg.Derive != nil {
+					derived = p.cfg.Derive(r)
+				}
 				if r, publish := p.emitter.filter(r, d.emits[i]); publish {
 					recs = append(recs, r)
 				} else {
 					p.m.RecordsSuppressed.WithLabelValues(r.SourceID).Inc()
 				}
+				recs = append(recs, derived...)
 			}
 			acks = append(acks, d.acks...)
 		}

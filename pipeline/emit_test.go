@@ -58,3 +58,45 @@ func TestEmitterChangesAndHeartbeats(t *testing.T) {
 		}
 	}
 }
+
+// Derive sees every record of a source in pts order, and what it returns is
+// delivered right after the record it came from.
+func TestDeriveSeesEveryRecordInOrder(t *testing.T) {
+	var seen []int64
+	cfg := Config{MaxBatch: 4, QueueSize: 4, Workers: 2, ExitWhenSourcesDone: true,
+		Derive: func(r sink.Record) []sink.Record {
+			seen = append(seen, r.PTSMillis)
+			if r.Seq%3 != 0 {
+				return nil
+			}
+			a := r
+			a.Kind, a.CaptionID, a.Rule = sink.KindAlert, r.ID, "every-third"
+			a.ID = sink.AlertID(r.ID, a.Rule)
+			return []sink.Record{a}
+		}}
+	h := newHarness(t, cfg, nil)
+	h.add(t, &fakeSource{idx: 0, n: 20}, nil)
+	wait := h.run(t.Context())
+	if err, ok := wait(10 * time.Second); !ok || err != nil {
+		t.Fatalf("run: %v (ended: %v)", err, ok)
+	}
+	for i, p := range seen {
+		if p != int64(i)*framePeriod.Milliseconds() {
+			t.Fatalf("Derive saw pts %v, want every frame in order", seen)
+		}
+	}
+	recs := h.sinks[0].records()
+	alerts := 0
+	for i, r := range recs {
+		if r.Kind != sink.KindAlert {
+			continue
+		}
+		alerts++
+		if i == 0 || recs[i-1].ID != r.CaptionID {
+			t.Errorf("alert %d does not follow its caption record", i)
+		}
+	}
+	if len(seen) != 20 || alerts != 7 {
+		t.Errorf("Derive saw %d records, %d alerts delivered; want 20, 7", len(seen), alerts)
+	}
+}
