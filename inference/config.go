@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -530,4 +533,22 @@ func jsonError(data []byte, err error) error {
 		return errors.New("empty or truncated JSON")
 	}
 	return fmt.Errorf("invalid JSON: %w", err)
+}
+
+// ReadAttributeSpecs reads a model folder's attributes.json without loading
+// the model (for checking rules offline); nil and no error when the folder
+// has none.
+func ReadAttributeSpecs(dir string) ([]AttributeSpec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, fileAttrJSON))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	a, err := parseAttributes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, fileAttrJSON), err)
+	}
+	return a.Attributes, nil
 }

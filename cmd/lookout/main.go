@@ -58,6 +58,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(),
 		newCaptionCmd(),
 		newTailCmd(),
+		newRulesCmd(),
 		newModelCmd(),
 		newScenesCmd(),
 		newVersionCmd(),

@@ -37,7 +37,8 @@ Exits after --count records, after --timeout, or on Ctrl-C. Exit status 1
 when --timeout passes before --count records arrived or before the topic
 appeared, or when Kafka cannot be reached.`,
 		Example: `  lookout tail --brokers 127.0.0.1:9092 --topic lookout.captions
-  lookout tail --topic lookout.captions --from-beginning --count 10 --timeout 30s --json`,
+  lookout tail --topic lookout.captions --from-beginning --count 10 --timeout 30s --json
+  lookout tail --topic lookout.alerts --kind alert`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := validateTail(o); err != nil {
@@ -56,7 +57,7 @@ appeared, or when Kafka cannot be reached.`,
 	f.IntVar(&o.Count, "count", 0, "exit after this many records (0: no limit); with the summary format, values that are not records are reported and not counted")
 	f.DurationVar(&o.Timeout, "timeout", 0, "exit after this long, e.g. 30s (0: no limit)")
 	f.BoolVar(&o.JSON, "json", false, "print each record's raw JSON instead of a summary line")
-	f.StringSliceVar(&o.Kinds, "kind", nil, "print only records of these kinds: caption, gap, heartbeat (comma-separated; others are skipped, not counted, and committed with --group)")
+	f.StringSliceVar(&o.Kinds, "kind", nil, "print only records of these kinds: caption, change, heartbeat, alert, gap (comma-separated; change: caption records that replace another, emit: changes; others are skipped, not counted, and committed with --group)")
 	return cmd
 }
 
@@ -64,9 +65,9 @@ appeared, or when Kafka cannot be reached.`,
 func validateTail(o tail.Options) error {
 	for _, k := range o.Kinds {
 		switch k {
-		case sink.KindCaption, sink.KindGap, sink.KindHeartbeat:
+		case sink.KindCaption, sink.KindGap, sink.KindHeartbeat, sink.KindAlert, tail.KindChange:
 		default:
-			return usagef("tail: --kind: %q is not one of caption, gap, heartbeat", k)
+			return usagef("tail: --kind: %q is not one of caption, change, heartbeat, alert, gap", k)
 		}
 	}
 	if len(o.Brokers) == 0 {

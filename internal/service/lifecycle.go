@@ -104,12 +104,17 @@ func (s *Service) handleSignals(cfgPath string, done <-chan struct{}) {
 	}
 }
 
-// reload applies the config file's source list: removed and changed sources
-// stop, new and changed ones start; the others keep running undisturbed.
+// reload applies the config file's source list and rules: removed and
+// changed sources stop, new and changed ones start; the others keep running
+// undisturbed. Unchanged rules keep their state (a match in progress, a
+// cooldown). A file with a mistake, in the rules too, changes nothing.
 func (s *Service) reload(cfgPath string) {
 	cfg, err := config.Load(cfgPath)
+	if err == nil {
+		err = s.ReplaceRules(cfg)
+	}
 	if err != nil {
-		s.log.Error().Err(err).Msg("reload refused; keeping the running sources")
+		s.log.Error().Err(err).Msg("reload refused; keeping the running sources and rules")
 		return
 	}
 	added, removed, restarted, err := s.Reconcile(cfg.Sources)
@@ -117,5 +122,5 @@ func (s *Service) reload(cfgPath string) {
 	if err != nil {
 		ev = s.log.Error().Err(err)
 	}
-	ev.Strs("added", added).Strs("removed", removed).Strs("restarted", restarted).Msg("reloaded sources")
+	ev.Strs("added", added).Strs("removed", removed).Strs("restarted", restarted).Int("rules", len(cfg.Rules)).Msg("reloaded sources and rules")
 }

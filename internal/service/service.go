@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"lookout/inference"
 	"lookout/ingest"
 	"lookout/internal/config"
+	"lookout/internal/rules"
 	"lookout/pipeline"
 	"lookout/sink"
 )
@@ -41,6 +41,10 @@ type Service struct {
 	model *inference.Model
 	sinks []sink.Sink
 	spool *sink.SpoolingSink
+	// alertSpool is the alerts' Kafka sink (sinks.kafka.alerts_topic).
+	alertSpool *sink.SpoolingSink
+	// rules turns caption records into alerts (the rules section).
+	rules *rules.Engine
 	video *sink.AnnotateWriter
 	pipe  *pipeline.Pipeline
 	srcM  *sourceMetrics
@@ -122,6 +126,12 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		if err := s.openKafka(ctx); err != nil {
 			return s, err
 		}
+		if err := s.openAlertsKafka(ctx); err != nil {
+			return s, err
+		}
+	}
+	if s.rules, err = s.newRules(cfg); err != nil {
+		return s, err
 	}
 	var onCaptioned func(sink.Record, gocv.Mat)
 	if cfg.Sinks.Video.Path != "" {
@@ -152,6 +162,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		ExitWhenSourcesDone: opt.ExitWhenDone,
 		OnDelivered:         s.delivered,
 		OnCaptioned:         onCaptioned,
+		Derive:              s.derive,
 	}
 	s.pipe = pipeline.New(pcfg, s.model, s.sinks, log, pm)
 	return s, nil
@@ -197,85 +208,6 @@ func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Opt
 		Generation:        g,
 		Logger:            log.With().Str("component", "inference").Logger(),
 	}
-}
-
-func (s *Service) openKafka(ctx context.Context) error {
-	k := s.cfg.Sinks.Kafka
-	password := k.SASL.Password
-	if k.SASL.PasswordFile != "" {
-		b, err := os.ReadFile(k.SASL.PasswordFile)
-		if err != nil {
-			return fmt.Errorf("sinks.kafka.sasl.password_file: %w", err)
-		}
-		password = strings.TrimSpace(string(b))
-	}
-	compression := k.Compression
-	kmetrics, err := sink.NewPromMetrics(s.reg, "kafka")
-	if err != nil {
-		return err
-	}
-	log := s.log.With().Str("component", "kafka").Logger()
-	ks, err := sink.NewKafkaSink(sink.KafkaConfig{
-		Brokers:       k.Brokers,
-		Topic:         k.Topic,
-		TopicBySource: s.topicOverrides(),
-		Compression:   compression,
-		BatchSize:     k.BatchSize,
-		BatchTimeout:  k.BatchTimeout,
-		// A new topic is created on first use (when the broker allows it,
-		// Kafka's default), with the broker's partition defaults.
-		AllowAutoTopicCreation: true,
-		TLS: sink.TLSConfig{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile,
-			KeyFile: k.TLS.KeyFile, InsecureSkipVerify: k.TLS.InsecureSkipVerify},
-		SASL:    sink.SASLConfig{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: password},
-		Metrics: kmetrics,
-		Logger:  log,
-	})
-	if err != nil {
-		return err
-	}
-	sp, err := sink.NewSpoolingSink(ks, sink.SpoolingConfig{
-		Spool: sink.SpoolConfig{Dir: filepath.Join(s.cfg.DataDir, "spool"), MaxBytes: k.SpoolMaxBytes},
-		Policy: func(id string) sink.FullPolicy {
-			if live, _ := s.live.Load(id); live == true {
-				return sink.DropOldest
-			}
-			return sink.Block
-		},
-		Metrics: kmetrics,
-		Logger:  s.log, // no component: the sink adds kafka or spool
-	})
-	if err != nil {
-		_ = ks.Close()
-		return err
-	}
-	s.spool = sp
-	s.sinks = append(s.sinks, sp)
-	gauge := func(name, help string, f func(sink.SpoolingState) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(sp.State()) })
-	}
-	for _, c := range []prometheus.Collector{
-		gauge("lookout_kafka_broker_up", "1 while the broker acknowledges records, 0 after a failed delivery.",
-			func(st sink.SpoolingState) float64 { return b2f(st.BrokerUp) }),
-		gauge("lookout_spool_records", "Unsent records waiting in the disk spool.",
-			func(st sink.SpoolingState) float64 { return float64(st.SpoolRecords) }),
-		gauge("lookout_spool_bytes", "Bytes of unsent records in the disk spool.",
-			func(st sink.SpoolingState) float64 { return float64(st.SpoolBytes) }),
-		gauge("lookout_spool_oldest_unsent_seconds", "Age of the oldest unsent record (0 when the spool is empty).",
-			func(st sink.SpoolingState) float64 { return st.OldestUnsentAge.Seconds() }),
-	} {
-		if err := s.reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // videoFPS plays the annotated video at the sampling rate of the first
@@ -452,6 +384,7 @@ func (s *Service) Ready() (string, error) {
 	if s.pipe == nil {
 		return detail, errors.New("starting")
 	}
+	detail, alertsErr := s.alertsReady(detail)
 	detail += s.pipe.SourcesSummary()
 	if err := s.pipe.Ready(); err != nil {
 		return detail, err
@@ -461,17 +394,19 @@ func (s *Service) Ready() (string, error) {
 			return detail, fmt.Errorf("kafka broker not acknowledging, %d records spooled: %s", st.SpoolRecords, st.LastError)
 		}
 	}
-	return detail, nil
+	return detail, alertsErr
 }
 
 // Close releases sinks and the model; call after Run returned. After a
 // kill (second signal) the spool is closed at once: its records are on disk.
 func (s *Service) Close() {
-	if s.killed.Load() && s.spool != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if err := s.spool.CloseContext(ctx); err != nil {
-			s.log.Error().Err(err).Msg("closing spool")
+	for _, sp := range []*sink.SpoolingSink{s.spool, s.alertSpool} {
+		if s.killed.Load() && sp != nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := sp.CloseContext(ctx); err != nil {
+				s.log.Error().Err(err).Msg("closing spool")
+			}
 		}
 	}
 	for _, k := range s.sinks {

@@ -31,7 +31,8 @@ type Options struct {
 	Timeout time.Duration
 	// JSON prints each record's raw value instead of a summary line.
 	JSON bool
-	// Kinds, when not empty, are the record kinds to print.
+	// Kinds, when not empty, are the record kinds to print; KindChange
+	// selects the caption records that carry prev_caption.
 	Kinds []string
 }
 
@@ -264,13 +265,23 @@ func (o Options) wantKind(value []byte) bool {
 		return true
 	}
 	var r struct {
-		Kind string `json:"kind"`
+		Kind        string `json:"kind"`
+		PrevCaption string `json:"prev_caption"`
 	}
 	if json.Unmarshal(value, &r) != nil || r.Kind == "" {
 		return true
 	}
+	// A change is a caption record that replaces another (emit: changes);
+	// it is not a kind of its own, so that consumers of captions see it.
+	if r.Kind == sink.KindCaption && r.PrevCaption != "" && slices.Contains(o.Kinds, KindChange) {
+		return true
+	}
 	return slices.Contains(o.Kinds, r.Kind)
 }
+
+// KindChange selects, in Options.Kinds, the caption records that carry
+// prev_caption: the changes of sources with emit: changes.
+const KindChange = "change"
 
 // printTailRecord prints one message: its raw value with asJSON, else a
 // summary line. A value that is not a record is reported on errOut and
@@ -309,6 +320,8 @@ func formatTailLine(value []byte) (string, error) {
 		text = fmt.Sprintf("[gap: source was away %.1fs]", float64(r.GapMillis)/1000)
 	case r.Kind == sink.KindHeartbeat:
 		text = fmt.Sprintf("[unchanged for %.1fs] %s", float64(r.HeldMillis)/1000, r.Caption)
+	case r.Kind == sink.KindAlert:
+		text = fmt.Sprintf("[alert %s, held %.1fs] %s", r.Rule, float64(r.HeldMillis)/1000, r.Caption)
 	case r.PrevCaption != "":
 		text = fmt.Sprintf("%s  [was for %.1fs: %s]", r.Caption, float64(r.HeldMillis)/1000, r.PrevCaption)
 	}

@@ -59,6 +59,21 @@ func TestTailKindFilter(t *testing.T) {
 	if (Options{}).wantKind([]byte(`{"kind":"caption"}`)) != true {
 		t.Errorf("no --kind must print every kind")
 	}
+	o = Options{Kinds: []string{"change", "alert"}}
+	for value, want := range map[string]bool{
+		`{"kind":"caption","source_id":"a"}`:                     false, // a source's first record, or emit: every
+		`{"kind":"caption","source_id":"a","prev_caption":"x"}`:  true,
+		`{"kind":"heartbeat","source_id":"a","prev_caption":""}`: false,
+		`{"kind":"alert","source_id":"a","rule":"r"}`:            true,
+	} {
+		if got := o.wantKind([]byte(value)); got != want {
+			t.Errorf("--kind change,alert on %s: %v, want %v", value, got, want)
+		}
+	}
+	line, err := formatTailLine([]byte(`{"kind":"alert","source_id":"cam","pts_ms":19000,"rule":"crossing","held_ms":2000,"caption":"a pedestrian"}`))
+	if err != nil || !strings.Contains(line, "cam  pts=19.000s  conf=0.00  [alert crossing, held 2.0s] a pedestrian") {
+		t.Errorf("alert line %q (%v)", line, err)
+	}
 }
 
 func TestReadyPartitions(t *testing.T) {
