@@ -30,6 +30,9 @@ type VideoOptions struct {
 	// MinHold and MaxHold bound how long the content stays fixed
 	// (NewSceneHolding). Zero: 2-8 s, as NewScene.
 	MinHold, MaxHold time.Duration
+	// Script, when set, gives the content instead (NewScriptedScene);
+	// MinHold and MaxHold are then ignored.
+	Script []Step
 	// Progress, when set, is called after each frame with frames done and total.
 	Progress func(done, total int)
 }
@@ -95,6 +98,9 @@ func WriteVideo(o VideoOptions) (frames int, err error) {
 		minHold, maxHold = minSegment, maxSegment
 	}
 	scene, err := NewSceneHolding(o.Domain, o.Seed, minHold, maxHold)
+	if len(o.Script) > 0 {
+		scene, err = NewScriptedScene(o.Domain, o.Seed, o.Script)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"lookout/internal/config"
 	"lookout/synth"
 )
 
@@ -34,6 +35,7 @@ every frame (docs/SCENES.md). Domains: driving, surveillance.`,
 func newScenesVideoCmd() *cobra.Command {
 	var (
 		domain, size, out, hold string
+		script                  string
 		seed                    int64
 		duration                time.Duration
 		fps                     float64
@@ -77,6 +79,11 @@ func newScenesVideoCmd() *cobra.Command {
 			}
 			opts := synth.VideoOptions{Domain: d, Seed: seed, Duration: duration, Width: w, Height: h, FPS: fps, Out: out,
 				MinHold: minHold, MaxHold: maxHold}
+			if script != "" {
+				if opts.Script, err = readScript(script, d, seed); err != nil {
+					return usageError{err}
+				}
+			}
 			bar := newSceneBar(cmd.ErrOrStderr(), synth.FrameCount(duration, fps), "rendering "+filepath.Base(out))
 			if bar != nil {
 				opts.Progress = func(done, _ int) { _ = bar.Set(done) }
@@ -101,7 +108,28 @@ func newScenesVideoCmd() *cobra.Command {
 	f.Float64Var(&fps, "fps", 30, "frames per second")
 	f.StringVar(&out, "out", "", "output MP4 path; the truth goes next to it as <name>.truth.jsonl (required)")
 	f.StringVar(&hold, "hold", "2s-8s", "how long the content stays fixed, MIN-MAX (a calm scene: 60s-180s)")
+	f.StringVar(&script, "script", "", "YAML file of steps giving the content instead of --hold: steps: [{hold: 6s, set: {light: green, pedestrian: \"yes\"}}, ...] (docs/SCENES.md)")
 	return cmd
+}
+
+// readScript reads a scene script: a YAML document with a steps list, each
+// step setting some slots for a while. Mistakes name the file, line and
+// field, or the step.
+func readScript(path string, d synth.Domain, seed int64) ([]synth.Step, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--script: %w", err)
+	}
+	var doc struct {
+		Steps []synth.Step `yaml:"steps"`
+	}
+	if err := config.DecodeStrict(path, b, &doc); err != nil {
+		return nil, err
+	}
+	if _, err := synth.NewScriptedScene(d, seed, doc.Steps); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return doc.Steps, nil
 }
 
 // parseHold reads MIN-MAX durations, e.g. 2s-8s.
