@@ -66,6 +66,12 @@ func TestE2EBadInputs(t *testing.T) {
 	config := func(name, body string) string {
 		return e2eWriteFile(t, filepath.Join(dir, name+".yaml"), fmt.Sprintf("data_dir: %s/data\nhttp: {listen: \"\"}\nmodel: {dir: %s}\n%s", dir, model, body))
 	}
+	// demoConfig is config with the demo model, whose attribute heads the
+	// rules' slots are checked against.
+	demoConfig := func(name, body string) string {
+		return e2eWriteFile(t, filepath.Join(dir, name+".yaml"), fmt.Sprintf("data_dir: %s/data\nhttp: {listen: \"\"}\nmodel: {dir: %s}\n%s", dir, filepath.Join(e2e.root, "models", "demo"), body))
+	}
+	badCaptions := e2eWriteFile(t, filepath.Join(dir, "bad.captions.jsonl"), `{"kind":"caption","source_id":"a","id":"00","pts_ms":0}`+"\n{\"kind\": \"caption\",\n")
 	okSources := "sources:\n  - {id: a, uri: \"synth://driving?seed=1&fps=5&size=320x180\"}\n"
 	okSinks := "sinks:\n  jsonl: {path: " + out + "}\n"
 	cases := []e2eBadInput{
@@ -101,18 +107,26 @@ func TestE2EBadInputs(t *testing.T) {
 		{"scenes score: corrupt truth", []string{"scenes", "score", "--truth", truth, "--captions", captions}, 2, []string{"--truth", "bad.truth.jsonl"}, 0},
 		{"scenes score: missing captions", []string{"scenes", "score", "--truth", goodTruth, "--captions", filepath.Join(dir, "none.jsonl")}, 2, []string{"none.jsonl"}, 0},
 		{"tail: unreachable broker", []string{"tail", "--brokers", "127.0.0.1:1", "--topic", "x", "--timeout", "3s"}, 1, []string{"127.0.0.1:1"}, 0},
+		{"rule: regex that does not compile", []string{"run", "--config", config("regex", okSources+okSinks+"rules:\n  - {name: r, sources: [a], regex: 'light is (green'}\n")}, 2, []string{"rules[0].regex", "does not compile"}, 0},
+		{"rule: no source", []string{"run", "--config", config("nosrc", okSources+okSinks+"rules:\n  - {name: r, keywords: [pedestrian]}\n")}, 2, []string{"rules[0].sources", "selects no source"}, 0},
+		{"rule: threshold out of range", []string{"run", "--config", config("prob", okSources+okSinks+"rules:\n  - {name: r, sources: [a], attributes: {light: green}, min_prob: 1.5}\n")}, 2, []string{"rules[0].min_prob", "1.5"}, 0},
+		{"rule: unknown slot", []string{"run", "--config", demoConfig("slot", okSources+okSinks+"rules:\n  - {name: r, sources: [a], attributes: {colour: red}}\n")}, 2, []string{"rules[0].attributes.colour", "unknown slot"}, 0},
+		{"rule: unknown value", []string{"rules", "test", "--config", demoConfig("value", okSources+okSinks+"rules:\n  - {name: r, sources: [a], attributes: {light: blue}}\n"), "--captions", captions}, 2, []string{"rules[0].attributes.light", `"blue"`, "red, green"}, 0},
+		{"rules test: bad captions line", []string{"rules", "test", "--config", config("okrule", okSources+okSinks+"rules:\n  - {name: r, sources: [a]}\n"), "--captions", badCaptions}, 2, []string{"bad.captions.jsonl:2", "not a lookout record"}, 0},
 		{"tail: broker not host:port", []string{"tail", "--brokers", "nohost", "--topic", "x"}, 2, []string{"nohost"}, 0},
 	}
 	// exact holds the whole stderr line of the config rows ($TMP for dir):
 	// the wording docs/RELIABILITY.md shows.
 	exact := map[string]string{
-		"invalid config field":     "lookout: $TMP/max-batch.yaml:4: pipeline.max_batch: must be between 1 and 256, got 0",
-		"unknown config field":     `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "codec" (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic)`,
-		"misspelt config field":    `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic)`,
-		"wrong type in config":     `lookout: $TMP/type.yaml:7: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`,
-		"invalid YAML":             "lookout: $TMP/yaml.yaml:4: invalid YAML: a value is missing (an unclosed \"[\" or \"{\", or a stray \"-\" or \",\")",
-		"duplicate source id":      `lookout: $TMP/dup.yaml:6: sources[1].id: "a" is used by another source (line 5)`,
-		"bad source URI in config": `lookout: $TMP/uri.yaml:5: sources[0].uri: source "gopher://x/y": unsupported scheme "gopher": use a file path, file:///abs/path, rtsp://host/path, device://N, /dev/videoN or synth://driving`,
+		"invalid config field":              "lookout: $TMP/max-batch.yaml:4: pipeline.max_batch: must be between 1 and 256, got 0",
+		"unknown config field":              `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "codec" (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic)`,
+		"misspelt config field":             `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic)`,
+		"wrong type in config":              `lookout: $TMP/type.yaml:7: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`,
+		"invalid YAML":                      "lookout: $TMP/yaml.yaml:4: invalid YAML: a value is missing (an unclosed \"[\" or \"{\", or a stray \"-\" or \",\")",
+		"duplicate source id":               `lookout: $TMP/dup.yaml:6: sources[1].id: "a" is used by another source (line 5)`,
+		"bad source URI in config":          `lookout: $TMP/uri.yaml:5: sources[0].uri: source "gopher://x/y": unsupported scheme "gopher": use a file path, file:///abs/path, rtsp://host/path, device://N, /dev/videoN or synth://driving`,
+		"rule: regex that does not compile": "lookout: $TMP/regex.yaml:9: rules[0].regex: does not compile: missing closing ): `light is (green`",
+		"rule: unknown value":               `lookout: $TMP/value.yaml:9: rules[0].attributes.light: unknown value "blue" for slot light (known: red, green, n/a)`,
 		"relative model folder, resolved against the config's folder": "lookout: model $TMP/empty-model: encoder_model.onnx: missing; export the model with optimum task image-to-text-with-past",
 	}
 	for _, c := range cases {

@@ -56,7 +56,7 @@ not a record (its number is named).`,
 				return usageError{fmt.Errorf("model.dir: %w", err)}
 			}
 			if schema == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "note: model folder %s has no attributes.json: attribute slots are not checked\n", cfg.Model.Dir)
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: model folder %s not found: attribute slots are not checked against the model\n", cfg.Model.Dir)
 			}
 			if err := rules.Check(cfg, schema); err != nil {
 				return usageError{err}
@@ -93,14 +93,15 @@ not a record (its number is named).`,
 	return cmd
 }
 
-// modelSchema reads the attribute heads of the model folder dir; nil when
-// the folder or its attributes.json does not exist.
+// modelSchema reads the attribute heads of the model folder dir without
+// loading the model: nil when the folder does not exist (nothing can be
+// checked), empty when it has no attributes.json (a model without heads).
 func modelSchema(dir string) (rules.Schema, error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	specs, err := inference.ReadAttributeSpecs(dir)
-	if err != nil || specs == nil {
+	if err != nil {
 		return nil, err
 	}
 	schema := rules.Schema{}

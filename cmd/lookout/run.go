@@ -7,6 +7,7 @@ import (
 
 	"lookout/ingest"
 	"lookout/internal/config"
+	"lookout/internal/rules"
 	"lookout/internal/service"
 )
 
@@ -39,6 +40,17 @@ unless the file lists them too.`,
 				}
 				if err != nil {
 					return usageError{cfg.SourceErr(i, "uri", err)}
+				}
+			}
+			// The rules' attribute slots against the model's heads, also
+			// before the model loads.
+			if len(cfg.Rules) > 0 {
+				schema, err := modelSchema(cfg.Model.Dir)
+				if err == nil {
+					err = rules.Check(cfg, schema)
+				}
+				if err != nil {
+					return usageError{err}
 				}
 			}
 			if logFormat != "" {
