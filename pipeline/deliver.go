@@ -98,16 +98,41 @@ func (p *Pipeline) ackAll(acks []ack) {
 // It fails only on Kill.
 func (p *Pipeline) writeAll(recs []sink.Record) error {
 	if len(p.sinks) == 1 {
-		return p.writeSink(p.sinks[0], recs)
+		if own := p.sinks[0].own(recs, false); len(own) > 0 {
+			return p.writeSink(p.sinks[0], own)
+		}
+		return nil
 	}
 	errs := make([]error, len(p.sinks))
 	var wg sync.WaitGroup
 	for i, s := range p.sinks {
-		own := append([]sink.Record(nil), recs...) // a sink may reorder or trim its slice
+		own := s.own(recs, true) // a sink may reorder or trim its slice
+		if len(own) == 0 {
+			continue
+		}
 		wg.Go(func() { errs[i] = p.writeSink(s, own) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// own returns the records of recs the sink takes: those of the kinds it
+// accepts when it is a KindFilter, else all of them (a copy when asked).
+func (s *sinkSlot) own(recs []sink.Record, copied bool) []sink.Record {
+	f, ok := s.raw.(KindFilter)
+	if !ok {
+		if copied {
+			return append([]sink.Record(nil), recs...)
+		}
+		return recs
+	}
+	var out []sink.Record
+	for _, r := range recs {
+		if f.Accepts(r.Kind) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // writeSink writes recs to one sink, each attempt bounded by SinkTimeout,

@@ -131,6 +131,14 @@ type Namer interface {
 	Name() string
 }
 
+// KindFilter is implemented by sinks that take only some kinds of record
+// (alerts to a topic of their own): the pipeline writes them only those, so
+// their metrics count what they hold, and does not call Write when a
+// delivery holds none.
+type KindFilter interface {
+	Accepts(kind string) bool
+}
+
 // Readier is implemented by sinks that know their own health (a broker that
 // is down). Ready reports their errors.
 type Readier interface {
