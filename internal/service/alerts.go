@@ -22,12 +22,18 @@ type kindSink struct {
 }
 
 var (
-	_ pipeline.Namer   = (*kindSink)(nil)
-	_ pipeline.Readier = (*kindSink)(nil)
+	_ pipeline.Namer      = (*kindSink)(nil)
+	_ pipeline.Readier    = (*kindSink)(nil)
+	_ pipeline.KindFilter = (*kindSink)(nil)
 )
 
 func (k *kindSink) Name() string { return k.name }
 
+// Accepts tells the pipeline which records to write here, so the sink's
+// metrics count only those.
+func (k *kindSink) Accepts(kind string) bool { return k.keep(kind) }
+
+// Write drops the records it does not accept (the pipeline has already).
 func (k *kindSink) Write(ctx context.Context, recs []sink.Record) error {
 	own := make([]sink.Record, 0, len(recs))
 	for _, r := range recs {
