@@ -237,6 +237,10 @@ rules:
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	base := "sources: [{id: cam, uri: x.mp4}]\nsinks: {jsonl: {path: \"-\"}}\nrules:\n"
+	kafka := "sources: [{id: cam, uri: x.mp4}]\nsinks: {kafka: {enabled: true, topic: t, alerts_topic: t}}\n"
+	if _, err := config.Parse([]byte(kafka), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), `line 2: sinks.kafka.alerts_topic: "t" is also sinks.kafka.topic: alerts need a topic of their own`) {
+		t.Errorf("alerts_topic equal to topic: %v", err)
+	}
 	for _, c := range []struct{ rule, want string }{
 		{"  - {name: r, sources: [cam], min_prob: 1.5}", "line 4: rules[0].min_prob: must be between 0 and 1, got 1.5"},
 		{"  - {name: r, sources: [cam], min_confidence: -1}", "rules[0].min_confidence: must be between 0 and 1"},
