@@ -129,6 +129,10 @@ type GenerationOptions struct {
 	EOSTokenID         TokenIDs       `json:"eos_token_id,omitempty" yaml:"eos_token_id,omitempty"`
 	PadTokenID         *int64         `json:"pad_token_id,omitempty" yaml:"pad_token_id,omitempty"`
 	DoSample           *bool          `json:"do_sample,omitempty" yaml:"do_sample,omitempty"`
+	// ForcedBOSTokenID and ForcedEOSTokenID force the first generated token and the
+	// token at max_length-1 (BART and Florence-2 set forced_eos_token_id).
+	ForcedBOSTokenID *int64 `json:"forced_bos_token_id,omitempty" yaml:"forced_bos_token_id,omitempty"`
+	ForcedEOSTokenID *int64 `json:"forced_eos_token_id,omitempty" yaml:"forced_eos_token_id,omitempty"`
 }
 
 // GenerationSettings are the resolved settings one Caption call decodes with.
@@ -146,6 +150,9 @@ type GenerationSettings struct {
 	DecoderStartToken  int64         `json:"decoder_start_token_id"`
 	EOSTokenIDs        []int64       `json:"eos_token_id"`
 	PadTokenID         int64         `json:"pad_token_id"`
+	// ForcedBOS and ForcedEOS are -1 when unset.
+	ForcedBOS int64 `json:"forced_bos_token_id"`
+	ForcedEOS int64 `json:"forced_eos_token_id"`
 	// SamplingAsked records do_sample=true somewhere: sampling is not supported,
 	// decoding stays deterministic (greedy or beam search).
 	SamplingAsked bool `json:"-"`
@@ -201,6 +208,8 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 		LengthPenalty:      1,
 		EarlyStopping:      EarlyStopFalse,
 		RepetitionPenalty:  1,
+		ForcedBOS:          -1,
+		ForcedEOS:          -1,
 	}
 	// config.json first (top level, then decoder), then generation_config.json, then overrides.
 	first := func(ps ...*int64) *int64 {
@@ -277,6 +286,12 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 		if o.DoSample != nil {
 			g.SamplingAsked = *o.DoSample
 		}
+		if o.ForcedBOSTokenID != nil {
+			g.ForcedBOS = *o.ForcedBOSTokenID
+		}
+		if o.ForcedEOSTokenID != nil {
+			g.ForcedEOS = *o.ForcedEOSTokenID
+		}
 	}
 	// max_new_tokens wins over max_length; both count from the one-token decoder prompt.
 	if maxNew != nil {
@@ -339,6 +354,11 @@ func (g GenerationSettings) validate(vocab int) error {
 			return bad("eos_token_id", e, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
 		}
 	}
+	for _, f := range [][2]any{{"forced_bos_token_id", g.ForcedBOS}, {"forced_eos_token_id", g.ForcedEOS}} {
+		if id := f[1].(int64); id != -1 && !inVocab(id) {
+			return bad(f[0].(string), id, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
+		}
+	}
 	if !inVocab(g.PadTokenID) {
 		return bad("pad_token_id", g.PadTokenID, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
 	}
@@ -350,6 +370,7 @@ type PreprocessConfig struct {
 	ImageProcessorType   string          `json:"image_processor_type"`
 	FeatureExtractorType string          `json:"feature_extractor_type"`
 	DoResize             *bool           `json:"do_resize"`
+	DoCenterCrop         *bool           `json:"do_center_crop"`
 	Size                 json.RawMessage `json:"size"`
 	Resample             *int            `json:"resample"`
 	DoRescale            *bool           `json:"do_rescale"`
@@ -379,8 +400,13 @@ func parsePreprocessConfig(data []byte) (*PreprocessConfig, error) {
 	}
 	switch typ {
 	case "ViTImageProcessor", "ViTImageProcessorFast", "ViTFeatureExtractor", "DeiTImageProcessor":
+	case "CLIPImageProcessor", "CLIPImageProcessorFast":
+		// Florence-2's: the same steps when center cropping is off (its folders say so).
+		if p.DoCenterCrop == nil || *p.DoCenterCrop {
+			return nil, fmt.Errorf("image_processor_type %s with do_center_crop is not supported; set do_center_crop false", typ)
+		}
 	default:
-		return nil, fmt.Errorf("image_processor_type %q is not supported, want ViTImageProcessor", typ)
+		return nil, fmt.Errorf("image_processor_type %q is not supported, want ViTImageProcessor (or CLIPImageProcessor without center crop)", typ)
 	}
 	p.Height, p.Width, p.Filter, p.Rescale = 224, 224, resampleBilinear, 1.0/255
 	p.Resize, p.Normalize = true, true

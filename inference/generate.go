@@ -73,6 +73,21 @@ func processScores(g *GenerationSettings, seq []int64, scores []float32, seen ma
 			scores[e] = negInf
 		}
 	}
+	if f := g.ForcedBOS; f >= 0 && len(seq) == 1 {
+		forceToken(scores, f)
+	}
+	if f := g.ForcedEOS; f >= 0 && len(seq) == g.MaxLength-1 {
+		forceToken(scores, f)
+	}
+}
+
+// forceToken leaves only token t possible (score 0, the rest -inf), as
+// transformers' ForcedBOS/ForcedEOS logits processors do.
+func forceToken(scores []float32, t int64) {
+	for i := range scores {
+		scores[i] = negInf
+	}
+	scores[t] = 0
 }
 
 // logSoftmax writes log_softmax(x) into dst (float32, like torch).

@@ -67,3 +67,38 @@ func oneLine(s string) string {
 	}
 	return s
 }
+
+// encode tokenises text without special tokens (Florence-2 prompts).
+func (d *detokenizer) encode(text string) (ids []int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ids, err = nil, fmt.Errorf("tokenizer encode failed: %v", oneLine(fmt.Sprint(r)))
+		}
+	}()
+	enc, err := d.tk.EncodeSingle(text, false)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer encode failed: %s", oneLine(err.Error()))
+	}
+	for _, id := range enc.Ids {
+		ids = append(ids, int64(id))
+	}
+	return ids, nil
+}
+
+// decodeRaw returns the text of ids with special tokens kept, untrimmed, as
+// transformers' batch_decode(skip_special_tokens=False) (Florence-2's answers
+// carry their structure in <loc_*> and other added tokens).
+func (d *detokenizer) decodeRaw(ids []int64) (s string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = "", fmt.Errorf("tokenizer decode failed: %v", oneLine(fmt.Sprint(r)))
+		}
+	}()
+	in := make([]int, 0, len(ids))
+	for _, id := range ids {
+		if id >= 0 && id < int64(d.vocab) {
+			in = append(in, int(id))
+		}
+	}
+	return d.tk.Decode(in, false), nil
+}

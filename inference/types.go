@@ -1,6 +1,8 @@
-// Package inference turns images into captions with a VisionEncoderDecoder
-// model exported by Hugging Face optimum (task image-to-text-with-past) and
-// run on ONNX Runtime. It knows nothing of sources or sinks.
+// Package inference turns images into captions on ONNX Runtime. Two families
+// sit behind one Captioner: VisionEncoderDecoder models exported by Hugging
+// Face optimum (task image-to-text-with-past), and Florence-2 in the ONNX
+// layout Transformers.js loads (captions, <OD> boxes, <OCR> text). The
+// folder's config.json picks the family. It knows nothing of sources or sinks.
 package inference
 
 import (
@@ -22,6 +24,12 @@ type Result struct {
 	// Attributes holds the multi-task heads' answers when the model ships them.
 	Attributes map[string]Attribute `json:"attributes,omitempty"`
 	Timings    Timings              `json:"timings"`
+	// Task is the Florence-2 task token the result answers ("" for other models).
+	Task string `json:"task,omitempty"`
+	// Objects are the <OD> answer: labels and boxes in the image's pixels.
+	Objects []Object `json:"objects,omitempty"`
+	// OCR is the <OCR> answer's text.
+	OCR string `json:"ocr,omitempty"`
 	// Alternatives are the other returned beams, best first, when
 	// num_return_sequences > 1 (beam search only).
 	Alternatives []Alternative `json:"alternatives,omitempty"`

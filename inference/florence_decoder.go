@@ -1,0 +1,147 @@
+package inference
+
+import (
+	"fmt"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// flDecoder steps Florence-2's merged BART decoder. Step 0 feeds empty past
+// tensors (use_cache_branch false) and keeps the cross-attention keys the
+// graph returns; later steps feed them back with the growing self-attention
+// cache, as Transformers.js does. ONNX Runtime allocates the outputs; the
+// cache lives in Go slices so that gather (beam reorder) is a row copy.
+type flDecoder struct {
+	m    *Model
+	rows int
+	seq  int       // encoder sequence length
+	past int       // decoder positions cached
+	enc  []float32 // [rows, seq, D]
+	// kv holds 4 slices per layer: decoder key, value [rows,H,past,hd];
+	// encoder key, value [rows,H,seq,hd] (empty before step 0 ran).
+	kv [][]float32
+}
+
+var _ stepper = (*flDecoder)(nil)
+
+func (d *flDecoder) step(tokens []int64) ([]float32, error) {
+	m := d.m
+	if len(tokens) != d.rows {
+		return nil, fmt.Errorf("decoder: %d tokens for %d rows", len(tokens), d.rows)
+	}
+	emb, _, err := m.embed(append([]int64(nil), tokens...), d.rows, 1)
+	if err != nil {
+		return nil, err
+	}
+	var vals []ort.Value
+	defer func() {
+		for _, v := range vals {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	in, err := d.inputs(emb, &vals)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ort.Value, 1+4*m.layers)
+	if err := m.runSession(m.fl.decoder, in, out); err != nil {
+		return nil, fmt.Errorf("model %s: decoder run (%d rows, past %d): %s", m.name, d.rows, d.past, oneLine(err.Error()))
+	}
+	vals = append(vals, out...)
+	return d.keep(out)
+}
+
+// inputs builds the decoder's inputs for the current step; every tensor made
+// is appended to vals for the caller to destroy.
+func (d *flDecoder) inputs(emb []float32, vals *[]ort.Value) ([]ort.Value, error) {
+	m := d.m
+	r, H, hd, D := int64(d.rows), int64(m.heads), int64(m.headDim), int64(m.hidden)
+	add := func(v ort.Value, err error) error {
+		if err != nil {
+			return fmt.Errorf("decoder tensor: %w", err)
+		}
+		*vals = append(*vals, v)
+		return nil
+	}
+	if err := add(ort.NewTensor(ort.NewShape(r, 1, D), emb)); err != nil {
+		return nil, err
+	}
+	if err := add(ort.NewTensor(ort.NewShape(r, int64(d.seq)), ones(d.rows*d.seq))); err != nil {
+		return nil, err
+	}
+	if err := add(ort.NewTensor(ort.NewShape(r, int64(d.seq), D), d.enc)); err != nil {
+		return nil, err
+	}
+	for i := 0; i < 4*m.layers; i++ {
+		n := int64(d.past)
+		if i%4 >= 2 && d.past > 0 {
+			n = int64(d.seq)
+		} else if i%4 >= 2 {
+			n = 0
+		}
+		data := []float32{0} // a zero-length tensor still needs a buffer
+		if d.kv != nil && len(d.kv[i]) > 0 {
+			data = d.kv[i]
+		}
+		if err := add(ort.NewTensor(ort.NewShape(r, H, n, hd), data)); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(ort.NewTensor(ort.NewShape(1), []bool{d.past > 0})); err != nil {
+		return nil, err
+	}
+	return *vals, nil
+}
+
+// keep copies the logits and the new cache out of the step's outputs.
+func (d *flDecoder) keep(out []ort.Value) ([]float32, error) {
+	m := d.m
+	logits, _, err := floatData(out[0])
+	if err != nil {
+		return nil, fmt.Errorf("model %s: decoder logits: %w", m.name, err)
+	}
+	logits = append([]float32(nil), logits...)
+	if d.kv == nil {
+		d.kv = make([][]float32, 4*m.layers)
+	}
+	for i := 0; i < 4*m.layers; i++ {
+		if i%4 >= 2 && d.past > 0 {
+			continue // cross-attention keys come from step 0 only
+		}
+		v, _, err := floatData(out[1+i])
+		if err != nil {
+			return nil, fmt.Errorf("model %s: decoder present %d: %w", m.name, i, err)
+		}
+		d.kv[i] = append(d.kv[i][:0:0], v...)
+	}
+	d.past++
+	return logits, nil
+}
+
+// gather makes row i be the current row idx[i] (cache and encoder states).
+func (d *flDecoder) gather(idx []int) error {
+	for _, v := range idx {
+		if v < 0 || v >= d.rows {
+			return fmt.Errorf("decoder gather: row %d out of %d", v, d.rows)
+		}
+	}
+	pick := func(s []float32) []float32 {
+		if len(s) == 0 {
+			return s
+		}
+		block := len(s) / d.rows
+		out := make([]float32, 0, block*len(idx))
+		for _, r := range idx {
+			out = append(out, s[r*block:(r+1)*block]...)
+		}
+		return out
+	}
+	d.enc = pick(d.enc)
+	for i := range d.kv {
+		d.kv[i] = pick(d.kv[i])
+	}
+	d.rows = len(idx)
+	return nil
+}

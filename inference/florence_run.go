@@ -1,0 +1,261 @@
+package inference
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+	"gocv.io/x/gocv"
+)
+
+// flKVNames lists the KV inputs or outputs of Florence-2's decoder, layer-major:
+// decoder key, decoder value, encoder key, encoder value.
+func (m *Model) flKVNames(prefix string) []string {
+	var out []string
+	for i := 0; i < m.layers; i++ {
+		for _, part := range []string{"decoder", "encoder"} {
+			out = append(out, fmt.Sprintf("%s.%d.%s.key", prefix, i, part), fmt.Sprintf("%s.%d.%s.value", prefix, i, part))
+		}
+	}
+	return out
+}
+
+// checkFlorenceGraphs validates the four graphs against the configs.
+func (m *Model) checkFlorenceGraphs() error {
+	fl, D := m.fl, int64(m.hidden)
+	kv := func(prefix string) []ioSpec {
+		var s []ioSpec
+		for _, n := range m.flKVNames(prefix) {
+			s = append(s, ioSpec{n, f32, []int64{-1, int64(m.heads), -1, int64(m.headDim)}})
+		}
+		return s
+	}
+	decIn := append([]ioSpec{{"inputs_embeds", f32, []int64{-1, -1, D}}, {"encoder_attention_mask", i64, []int64{-1, -1}},
+		{"encoder_hidden_states", f32, []int64{-1, -1, D}}, {"use_cache_branch", bl, []int64{1}}}, kv("past_key_values")...)
+	decOut := append([]ioSpec{{"logits", f32, []int64{-1, -1, int64(m.vocab)}}}, kv("present")...)
+	graphs := []struct {
+		file    string
+		in, out []ioSpec
+	}{
+		{fileFlVision, []ioSpec{{"pixel_values", f32, []int64{-1, 3, int64(m.pre.Height), int64(m.pre.Width)}}}, []ioSpec{{"image_features", f32, []int64{-1, -1, D}}}},
+		{fileFlEmbed, []ioSpec{{"input_ids", i64, []int64{-1, -1}}}, []ioSpec{{"inputs_embeds", f32, []int64{-1, -1, D}}}},
+		{fileFlEncoder, []ioSpec{{"inputs_embeds", f32, []int64{-1, -1, D}}, {"attention_mask", i64, []int64{-1, -1}}}, []ioSpec{{"last_hidden_state", f32, []int64{-1, -1, D}}}},
+		{fileFlDecoder, decIn, decOut},
+	}
+	for _, g := range graphs {
+		in, out, err := ioInfo(fl.onnxDir, g.file)
+		if err != nil {
+			return err
+		}
+		if err := checkIO(fl.onnxDir, g.file, "input", in, g.in, nil); err != nil {
+			return err
+		}
+		// Present encoder keys may have free dimensions in an export; only names and types must agree.
+		if err := checkIO(fl.onnxDir, g.file, "output", out, g.out, nil); err != nil && g.file != fileFlDecoder {
+			return err
+		}
+		fl.graphs = append(fl.graphs, GraphInfo{g.file, tensorInfos(in), tensorInfos(out)})
+	}
+	return nil
+}
+
+// openFlorence creates the four sessions with open (Model.openWith's opener).
+func (m *Model) openFlorence(open func(file string, in, out []string) (*ort.DynamicAdvancedSession, error)) error {
+	fl := m.fl
+	var err error
+	rel := func(f string) string {
+		r, _ := filepath.Rel(m.dir, filepath.Join(fl.onnxDir, f))
+		return r
+	}
+	if fl.vision, err = open(rel(fileFlVision), []string{"pixel_values"}, []string{"image_features"}); err != nil {
+		return err
+	}
+	if fl.embed, err = open(rel(fileFlEmbed), []string{"input_ids"}, []string{"inputs_embeds"}); err != nil {
+		return err
+	}
+	if fl.encoder, err = open(rel(fileFlEncoder), []string{"inputs_embeds", "attention_mask"}, []string{"last_hidden_state"}); err != nil {
+		return err
+	}
+	in := append([]string{"inputs_embeds", "encoder_attention_mask", "encoder_hidden_states"}, m.flKVNames("past_key_values")...)
+	in = append(in, "use_cache_branch")
+	out := append([]string{"logits"}, m.flKVNames("present")...)
+	fl.decoder, err = open(rel(fileFlDecoder), in, out)
+	return err
+}
+
+func (fl *florence) closeSessions() {
+	for _, s := range []**ort.DynamicAdvancedSession{&fl.vision, &fl.embed, &fl.encoder, &fl.decoder} {
+		if *s != nil {
+			(*s).Destroy()
+			*s = nil
+		}
+	}
+}
+
+// CaptionTask runs one Florence-2 task on every image ("" = the model's
+// default task). Other models ignore task unless it is set, which is an error.
+func (m *Model) CaptionTask(ctx context.Context, images []gocv.Mat, task string, over *GenerationOptions) ([]Result, error) {
+	if m.fl == nil {
+		if task != "" {
+			return nil, fmt.Errorf("model %s: task %s needs a Florence-2 model", m.name, task)
+		}
+		return m.CaptionWith(ctx, images, over)
+	}
+	if len(images) == 0 {
+		return nil, nil
+	}
+	task, err := m.florenceTask(task)
+	if err != nil {
+		return nil, err
+	}
+	g := m.gen
+	if over != nil {
+		if g, err = m.regen(over); err != nil {
+			return nil, err
+		}
+	}
+	m.life.RLock()
+	defer m.life.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	ws := m.getWorkspace()
+	defer m.putWorkspace(ws)
+	return m.florenceRun(ctx, ws, images, task, &g)
+}
+
+// florenceRun is one Florence-2 call: preprocess, encode, search, answer.
+func (m *Model) florenceRun(ctx context.Context, ws *workspace, images []gocv.Mat, task string, g *GenerationSettings) ([]Result, error) {
+	n := len(images)
+	t0 := time.Now()
+	if err := m.preprocess(ws, images); err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	enc, seq, err := m.florenceEncode(ws, n, task)
+	if err != nil {
+		return nil, err
+	}
+	t2 := time.Now()
+	d := &flDecoder{m: m, rows: n, seq: seq, enc: enc}
+	hyps, err := m.search(ctx, d, n, g)
+	if err != nil {
+		return nil, err
+	}
+	t3 := time.Now()
+	per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
+	out := make([]Result, n)
+	for i := range out {
+		r, best := &out[i], hyps[i][0]
+		text, err := m.tok.decodeRaw(best.tokens)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.name, err)
+		}
+		florenceAnswer(r, task, text, images[i].Cols(), images[i].Rows())
+		r.Tokens = best.tokens
+		if len(best.tokens) > 0 {
+			r.MeanLogProb = best.sum / float64(len(best.tokens))
+		}
+		for _, h := range hyps[i][1:] {
+			alt, _ := m.tok.decodeRaw(h.tokens)
+			r.Alternatives = append(r.Alternatives, Alternative{Caption: florencePureText(alt), Tokens: h.tokens, Score: h.score})
+		}
+		r.Timings = Timings{Preprocess: per(t1.Sub(t0)), Encode: per(t2.Sub(t1)), Decode: per(t3.Sub(t2))}
+	}
+	return out, nil
+}
+
+// florenceEncode runs the vision encoder, embeds the task prompt, puts the
+// image features before it and runs the BART encoder: [n, seq, D].
+func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, int, error) {
+	fl, D := m.fl, m.hidden
+	feat, fshape, err := m.runOne(fl.vision, "vision encoder", func() ([]ort.Value, func(), error) {
+		t, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(m.pre.Height), int64(m.pre.Width)), ws.pixels)
+		return []ort.Value{t}, func() { t.Destroy() }, err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	prompt := fl.prompts[task]
+	ids := make([]int64, 0, n*len(prompt))
+	for i := 0; i < n; i++ {
+		ids = append(ids, prompt...)
+	}
+	emb, _, err := m.embed(ids, n, len(prompt))
+	if err != nil {
+		return nil, 0, err
+	}
+	N, P := int(fshape[1]), len(prompt)
+	seq := N + P
+	x := make([]float32, 0, n*seq*D)
+	for i := 0; i < n; i++ {
+		x = append(x, feat[i*N*D:(i+1)*N*D]...)
+		x = append(x, emb[i*P*D:(i+1)*P*D]...)
+	}
+	mask := ones(n * seq)
+	enc, _, err := m.runOne(fl.encoder, "encoder", func() ([]ort.Value, func(), error) {
+		a, err := ort.NewTensor(ort.NewShape(int64(n), int64(seq), int64(D)), x)
+		if err != nil {
+			return nil, func() {}, err
+		}
+		b, err := ort.NewTensor(ort.NewShape(int64(n), int64(seq)), mask)
+		return []ort.Value{a, b}, func() { a.Destroy(); destroyIf(b) }, err
+	})
+	return enc, seq, err
+}
+
+// embed runs embed_tokens on ids [rows, s].
+func (m *Model) embed(ids []int64, rows, s int) ([]float32, []int64, error) {
+	return m.runOne(m.fl.embed, "embed_tokens", func() ([]ort.Value, func(), error) {
+		t, err := ort.NewTensor(ort.NewShape(int64(rows), int64(s)), ids)
+		return []ort.Value{t}, func() { destroyIf(t) }, err
+	})
+}
+
+// runOne runs a session with one output that ONNX Runtime allocates, and
+// returns a Go copy of it with its shape.
+func (m *Model) runOne(s *ort.DynamicAdvancedSession, what string, inputs func() ([]ort.Value, func(), error)) ([]float32, []int64, error) {
+	in, free, err := inputs()
+	defer free()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s input: %w", what, err)
+	}
+	out := []ort.Value{nil}
+	if err := m.runSession(s, in, out); err != nil {
+		return nil, nil, fmt.Errorf("model %s: %s run: %s", m.name, what, oneLine(err.Error()))
+	}
+	defer out[0].Destroy()
+	data, shape, err := floatData(out[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("model %s: %s output: %w", m.name, what, err)
+	}
+	return append([]float32(nil), data...), shape, nil
+}
+
+// floatData views an ONNX Runtime allocated float32 tensor.
+func floatData(v ort.Value) ([]float32, []int64, error) {
+	t, ok := v.(*ort.Tensor[float32])
+	if !ok {
+		return nil, nil, fmt.Errorf("not a float32 tensor (%T)", v)
+	}
+	return t.GetData(), t.GetShape(), nil
+}
+
+func destroyIf[T ort.TensorData](t *ort.Tensor[T]) {
+	if t != nil {
+		t.Destroy()
+	}
+}
+
+func ones(n int) []int64 {
+	s := make([]int64, n)
+	for i := range s {
+		s[i] = 1
+	}
+	return s
+}

@@ -1,0 +1,157 @@
+package inference
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"gocv.io/x/gocv"
+)
+
+// florenceGolden is testdata/golden/tiny-florence2.json (lookout_train florence golden).
+type florenceGolden struct {
+	ModelDir string `json:"model_dir"`
+	Prompts  map[string]struct {
+		Text     string  `json:"text"`
+		InputIDs []int64 `json:"input_ids"`
+	} `json:"prompts"`
+	Images []struct {
+		File  string `json:"file"`
+		Size  [2]int `json:"size"`
+		Tasks []struct {
+			Task  string `json:"task"`
+			Cases []struct {
+				Name   string          `json:"name"`
+				Kwargs json.RawMessage `json:"kwargs"`
+				IDs    []int64         `json:"ids"`
+				Text   string          `json:"text"`
+				Post   json.RawMessage `json:"post"`
+			} `json:"cases"`
+		} `json:"tasks"`
+	} `json:"images"`
+	Crafted []struct {
+		Text string          `json:"text"`
+		Size [2]int          `json:"size"`
+		Post json.RawMessage `json:"post"`
+		Pure string          `json:"pure"`
+	} `json:"crafted"`
+}
+
+type odPost struct {
+	Bboxes [][4]int `json:"bboxes"`
+	Labels []string `json:"labels"`
+}
+
+func loadFlorenceGolden(t *testing.T) florenceGolden {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata", "golden", "tiny-florence2.json"))
+	if err != nil {
+		t.Fatalf("florence golden: %v (regenerate with scripts/golden.sh)", err)
+	}
+	var g florenceGolden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func objectsOf(p odPost) []Object {
+	var out []Object
+	for i, b := range p.Bboxes {
+		out = append(out, Object{Label: p.Labels[i], Box: b})
+	}
+	return out
+}
+
+// TestFlorencePostProcessCrafted checks the <OD> box parsing and the pure-text
+// answer against Florence2Processor.post_process_generation on crafted texts
+// (bins at the edges, odd image sizes, labels with spaces, non-ASCII, newlines).
+func TestFlorencePostProcessCrafted(t *testing.T) {
+	g := loadFlorenceGolden(t)
+	if len(g.Crafted) == 0 {
+		t.Fatal("golden has no crafted cases")
+	}
+	for _, c := range g.Crafted {
+		var want odPost
+		if err := json.Unmarshal(c.Post, &want); err != nil {
+			t.Fatal(err)
+		}
+		got := florenceObjects(c.Text, c.Size[0], c.Size[1])
+		if !slices.Equal(got, objectsOf(want)) {
+			t.Errorf("%q at %v: objects %v, transformers %v", c.Text, c.Size, got, objectsOf(want))
+		}
+		if p := florencePureText(c.Text); p != c.Pure {
+			t.Errorf("%q: pure text %q, transformers %q", c.Text, p, c.Pure)
+		}
+	}
+}
+
+// TestFlorenceGolden checks token ids and post-processed answers of the tiny
+// Florence-2 against transformers generate() for every task, image and case.
+func TestFlorenceGolden(t *testing.T) {
+	g := loadFlorenceGolden(t)
+	m := loadShared(t, filepath.Join(repoRoot(t), g.ModelDir))
+	if a := m.Info().Architecture; a != "florence2" {
+		t.Fatalf("architecture %q, want florence2", a)
+	}
+	for task, p := range g.Prompts {
+		if got := m.fl.prompts[task]; !slices.Equal(got, p.InputIDs) {
+			t.Errorf("prompt %s: ids %v, transformers %v", task, got, p.InputIDs)
+		}
+	}
+	var runs, boxes int
+	for _, im := range g.Images {
+		img := readImage(t, filepath.Join(repoRoot(t), "testdata", "golden", im.File))
+		defer img.Close()
+		for _, tk := range im.Tasks {
+			for _, c := range tk.Cases {
+				t.Run(filepath.Base(im.File)+"/"+tk.Task+"/"+c.Name, func(t *testing.T) {
+					var over GenerationOptions
+					if err := json.Unmarshal(c.Kwargs, &over); err != nil {
+						t.Fatal(err)
+					}
+					res, err := m.CaptionTask(bg, []gocv.Mat{img}, tk.Task, &over)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r := res[0]
+					runs++
+					if want := trimGolden(c.IDs, 2); !equalIDs(r.Tokens, want) {
+						t.Errorf("tokens %v, transformers %v", r.Tokens, want)
+					}
+					checkFlorenceAnswer(t, tk.Task, r, c.Post)
+					boxes += len(r.Objects)
+				})
+			}
+		}
+	}
+	t.Logf("%d generate runs equal, %d boxes", runs, boxes)
+}
+
+func checkFlorenceAnswer(t *testing.T, task string, r Result, post json.RawMessage) {
+	t.Helper()
+	switch task {
+	case TaskOD:
+		var want odPost
+		if err := json.Unmarshal(post, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(r.Objects, objectsOf(want)) {
+			t.Errorf("objects %v, transformers %v", r.Objects, objectsOf(want))
+		}
+	default:
+		var want string
+		if err := json.Unmarshal(post, &want); err != nil {
+			t.Fatal(err)
+		}
+		got := r.Caption
+		if task == TaskOCR {
+			got = r.OCR
+		}
+		if got != want {
+			t.Errorf("answer %q, transformers %q", got, want)
+		}
+	}
+}
