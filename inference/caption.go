@@ -101,12 +101,7 @@ func (m *Model) regen(over *GenerationOptions) (GenerationSettings, error) {
 		RepetitionPenalty: &g.RepetitionPenalty, DecoderStartToken: &g.DecoderStartToken,
 		EOSTokenID: g.EOSTokenIDs, PadTokenID: &g.PadTokenID,
 	}
-	if g.ForcedBOS >= 0 {
-		base.ForcedBOSTokenID = &g.ForcedBOS
-	}
-	if g.ForcedEOS >= 0 {
-		base.ForcedEOSTokenID = &g.ForcedEOS
-	}
+	base.ForcedBOSTokenID, base.ForcedEOSTokenID = g.ForcedBOS, g.ForcedEOS
 	merged := base
 	cfg := *m.cfg
 	// Apply base then over: resolveGeneration handles max_new_tokens precedence.

@@ -150,9 +150,9 @@ type GenerationSettings struct {
 	DecoderStartToken  int64         `json:"decoder_start_token_id"`
 	EOSTokenIDs        []int64       `json:"eos_token_id"`
 	PadTokenID         int64         `json:"pad_token_id"`
-	// ForcedBOS and ForcedEOS are -1 when unset.
-	ForcedBOS int64 `json:"forced_bos_token_id"`
-	ForcedEOS int64 `json:"forced_eos_token_id"`
+	// ForcedBOS and ForcedEOS are nil when unset (the zero value forces nothing).
+	ForcedBOS *int64 `json:"forced_bos_token_id,omitempty"`
+	ForcedEOS *int64 `json:"forced_eos_token_id,omitempty"`
 	// SamplingAsked records do_sample=true somewhere: sampling is not supported,
 	// decoding stays deterministic (greedy or beam search).
 	SamplingAsked bool `json:"-"`
@@ -208,8 +208,6 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 		LengthPenalty:      1,
 		EarlyStopping:      EarlyStopFalse,
 		RepetitionPenalty:  1,
-		ForcedBOS:          -1,
-		ForcedEOS:          -1,
 	}
 	// config.json first (top level, then decoder), then generation_config.json, then overrides.
 	first := func(ps ...*int64) *int64 {
@@ -287,10 +285,10 @@ func resolveGeneration(cfg *ModelConfig, genJSON []byte, over *GenerationOptions
 			g.SamplingAsked = *o.DoSample
 		}
 		if o.ForcedBOSTokenID != nil {
-			g.ForcedBOS = *o.ForcedBOSTokenID
+			g.ForcedBOS = o.ForcedBOSTokenID
 		}
 		if o.ForcedEOSTokenID != nil {
-			g.ForcedEOS = *o.ForcedEOSTokenID
+			g.ForcedEOS = o.ForcedEOSTokenID
 		}
 	}
 	// max_new_tokens wins over max_length; both count from the one-token decoder prompt.
@@ -354,10 +352,11 @@ func (g GenerationSettings) validate(vocab int) error {
 			return bad("eos_token_id", e, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
 		}
 	}
-	for _, f := range [][2]any{{"forced_bos_token_id", g.ForcedBOS}, {"forced_eos_token_id", g.ForcedEOS}} {
-		if id := f[1].(int64); id != -1 && !inVocab(id) {
-			return bad(f[0].(string), id, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
-		}
+	if f := g.ForcedBOS; f != nil && !inVocab(*f) {
+		return bad("forced_bos_token_id", *f, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
+	}
+	if f := g.ForcedEOS; f != nil && !inVocab(*f) {
+		return bad("forced_eos_token_id", *f, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))
 	}
 	if !inVocab(g.PadTokenID) {
 		return bad("pad_token_id", g.PadTokenID, fmt.Sprintf("outside the vocabulary [0, %d)", vocab))

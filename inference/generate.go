@@ -73,11 +73,11 @@ func processScores(g *GenerationSettings, seq []int64, scores []float32, seen ma
 			scores[e] = negInf
 		}
 	}
-	if f := g.ForcedBOS; f >= 0 && len(seq) == 1 {
-		forceToken(scores, f)
+	if f := g.ForcedBOS; f != nil && len(seq) == 1 {
+		forceToken(scores, *f)
 	}
-	if f := g.ForcedEOS; f >= 0 && len(seq) == g.MaxLength-1 {
-		forceToken(scores, f)
+	if f := g.ForcedEOS; f != nil && len(seq) == g.MaxLength-1 {
+		forceToken(scores, *f)
 	}
 }
 

@@ -30,6 +30,7 @@ type modelFlags struct {
 	decoder      string
 	numBeams     int
 	maxNewTokens int
+	task         string
 	asJSON       bool
 }
 
@@ -44,6 +45,7 @@ func (f *modelFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.decoder, "decoder", "auto", "decoder files: auto (merged when present), merged or split")
 	fl.IntVar(&f.numBeams, "num-beams", 0, "override num_beams (0: generation_config.json)")
 	fl.IntVar(&f.maxNewTokens, "max-new-tokens", 0, "override max_new_tokens (0: generation_config.json)")
+	fl.StringVar(&f.task, "task", "", "Florence-2 task: <CAPTION> (default), <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 }
 
@@ -56,6 +58,7 @@ func (f *modelFlags) options() (inference.Options, error) {
 		GraphOptimization: f.optLevel,
 		Resize:            f.resize,
 		Decoder:           f.decoder,
+		Task:              f.task,
 		Logger:            newLogger(os.Stderr, "warn", "auto"),
 	}
 	switch f.provider {
@@ -70,6 +73,9 @@ func (f *modelFlags) options() (inference.Options, error) {
 	case "auto", "merged", "split":
 	default:
 		return o, usagef("--decoder %q: want auto, merged or split", f.decoder)
+	}
+	if f.task != "" && !inference.KnownTask(f.task) {
+		return o, usagef("--task %q: want one of %s", f.task, strings.Join(inference.Tasks(), ", "))
 	}
 	if f.threads < 0 {
 		return o, usagef("--threads %d: want >= 0", f.threads)
@@ -251,6 +257,13 @@ func newModelCheckCmd() *cobra.Command {
 				return err
 			}
 			defer closeMats(imgs)
+			arch, ok, err := inference.Architecture(args[0])
+			if err == nil && !ok {
+				err = fmt.Errorf("model %s: architecture %s is not supported (lookout runs vision-encoder-decoder and florence2)", args[0], arch)
+			}
+			if err != nil {
+				return err
+			}
 			m, err := loadModelArg(args, &f)
 			if err != nil {
 				return err
@@ -258,7 +271,7 @@ func newModelCheckCmd() *cobra.Command {
 			defer m.Close()
 			out := cmd.OutOrStdout()
 			if !f.asJSON {
-				fmt.Fprintf(out, "model %s ok: %s, digest %s, provider %s\n", m.Name(), args[0], m.Digest(), m.Provider())
+				fmt.Fprintf(out, "model %s ok: %s, architecture %s (supported), digest %s, provider %s\n", m.Name(), args[0], arch, m.Digest(), m.Provider())
 			}
 			for i, img := range imgs {
 				res, err := m.Caption(cmd.Context(), []gocv.Mat{img})
@@ -283,6 +296,9 @@ func newModelCheckCmd() *cobra.Command {
 				sort.Strings(keys)
 				for _, k := range keys {
 					attrs += fmt.Sprintf(" %s=%s(%.2f)", k, r.Attributes[k].Value, r.Attributes[k].Prob)
+				}
+				for _, o := range r.Objects {
+					attrs += fmt.Sprintf(" %s=%v", o.Label, o.Box)
 				}
 				fmt.Fprintf(out, "%s\t%s\t(confidence %.3f, %d tokens, %s)%s\n", args[1+i], r.Caption, sink.ConfidenceFromMeanLogProb(r.MeanLogProb), len(r.Tokens),
 					(r.Timings.Preprocess + r.Timings.Encode + r.Timings.Decode).Round(time.Microsecond), attrs)
