@@ -43,11 +43,15 @@ type Record struct {
 	Caption     string    `json:"caption"`
 	// Confidence is in [0, 1]: the geometric mean of the caption's token
 	// probabilities (see ConfidenceFromMeanLogProb). docs/SCHEMA.md.
-	Confidence  float64         `json:"confidence"`
-	Attributes  map[string]Attr `json:"attributes,omitempty"`
-	Model       string          `json:"model"`
-	ModelDigest string          `json:"model_digest"`
-	GapMillis   int64           `json:"gap_ms,omitempty"`
+	Confidence float64         `json:"confidence"`
+	Attributes map[string]Attr `json:"attributes,omitempty"`
+	// Objects (a Florence-2 <OD> source) are labelled boxes in frame pixels;
+	// OCR (an <OCR> source) is the text read in the frame.
+	Objects     []Object `json:"objects,omitempty"`
+	OCR         string   `json:"ocr,omitempty"`
+	Model       string   `json:"model"`
+	ModelDigest string   `json:"model_digest"`
+	GapMillis   int64    `json:"gap_ms,omitempty"`
 	// PrevCaption and HeldMillis (emit: changes) are the caption this record
 	// replaces and how long, in stream time, it held; a heartbeat carries
 	// how long its caption has held.
@@ -58,6 +62,13 @@ type Record struct {
 	Rule          string  `json:"rule,omitempty"`
 	CaptionID     string  `json:"caption_id,omitempty"`
 	LatencyMillis Latency `json:"latency_ms"`
+}
+
+// Object is one detected object: a label and a box [x1, y1, x2, y2] in the
+// pixels of the frame.
+type Object struct {
+	Label string `json:"label"`
+	Box   [4]int `json:"box"`
 }
 
 // Attr is one structured attribute predicted next to the caption.
