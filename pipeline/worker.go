@@ -176,6 +176,10 @@ func (p *Pipeline) captionRecord(it queued, r *inference.Result, wait time.Durat
 	c.ID = sink.RecordID(c.SourceID, c.Run, c.PTSMillis, p.digest, sink.KindCaption)
 	c.Caption = r.Caption
 	c.Confidence = sink.ConfidenceFromMeanLogProb(r.MeanLogProb)
+	for _, o := range r.Objects {
+		c.Objects = append(c.Objects, sink.Object{Label: o.Label, Box: o.Box})
+	}
+	c.OCR = r.OCR
 	if len(r.Attributes) > 0 {
 		c.Attributes = make(map[string]sink.Attr, len(r.Attributes))
 		for k, a := range r.Attributes {
