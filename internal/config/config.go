@@ -89,6 +89,10 @@ type Model struct {
 	// file's folder. Default: $LOOKOUT_ORT_LIB, else
 	// .state/ort/libonnxruntime.so under the repository.
 	Library string `yaml:"library"`
+	// Task is the Florence-2 task every frame runs: <CAPTION> (default),
+	// <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD> (records get objects)
+	// or <OCR> (records get ocr). Only a Florence-2 model takes one.
+	Task string `yaml:"task"`
 	// Generation overrides generation_config.json; unset fields keep the
 	// model's values.
 	Generation Generation `yaml:"generation"`
@@ -490,6 +494,11 @@ func (c Config) problems() []problem {
 	case "auto", "merged", "split":
 	default:
 		bad("model.decoder", "%q is not one of auto, merged, split", c.Model.Decoder)
+	}
+	switch c.Model.Task {
+	case "", "<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OD>", "<OCR>":
+	default:
+		bad("model.task", "%q is not one of <CAPTION>, <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>", c.Model.Task)
 	}
 	switch c.Model.Resize {
 	case "exact", "fast":

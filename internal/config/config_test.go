@@ -437,3 +437,14 @@ func TestSourceDecodeGateEmit(t *testing.T) {
 		}
 	}
 }
+
+func TestModelTaskValidated(t *testing.T) {
+	_, err := Parse([]byte("model:\n  task: \"<DETECT>\"\nsources:\n  - id: a\n    uri: synth://driving\nsinks:\n  jsonl:\n    path: \"-\"\n"), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "model.task") {
+		t.Fatalf("want a model.task error, got %v", err)
+	}
+	c, err := Parse([]byte("model:\n  task: \"<OD>\"\nsources:\n  - id: a\n    uri: synth://driving\nsinks:\n  jsonl:\n    path: \"-\"\n"), func(string) string { return "" })
+	if err != nil || c.Model.Task != "<OD>" {
+		t.Fatalf("task <OD>: %v %+v", err, c)
+	}
+}
