@@ -91,6 +91,9 @@ func (m *Model) exists(name string) bool {
 
 // loadVED loads optimum's VisionEncoderDecoder layout.
 func (m *Model) loadVED(opts *Options) error {
+	if opts.Task != "" {
+		return fmt.Errorf("model %s: task %s needs a Florence-2 model (config.json model_type florence2); remove model.task or --task", m.dir, opts.Task)
+	}
 	if err := m.pickLayout(opts.Decoder); err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ func newCaptionCmd() *cobra.Command {
 		every      time.Duration
 		fps        float64
 		modelDir   string
+		task       string
 		out        string
 		appendOut  bool
 		video      string
@@ -84,6 +85,7 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 			cfg.Log.Level = logLevel
 			cfg.DataDir = "" // one-shot: no checkpoints, no spool
 			cfg.Model.Dir = modelDir
+			cfg.Model.Task = task
 			cfg.Pipeline.MaxBatch = maxBatch
 			if f.Changed("num-beams") {
 				cfg.Model.Generation.NumBeams = &numBeams
@@ -132,7 +134,8 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 	f := cmd.Flags()
 	f.DurationVar(&every, "every", time.Second, "caption one frame per interval of video time")
 	f.Float64Var(&fps, "fps", 0, "caption N frames per second of video time instead of --every")
-	f.StringVar(&modelDir, "model", "models/demo", "model folder (optimum image-to-text-with-past layout)")
+	f.StringVar(&modelDir, "model", "models/demo", "model folder (optimum image-to-text-with-past layout, or Florence-2 in onnx-community's layout)")
+	f.StringVar(&task, "task", "", "Florence-2 task: <CAPTION> (default), <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD> (records get objects), <OCR> (records get ocr)")
 	f.StringVarP(&out, "out", "o", "-", "JSONL output file, - for stdout (replaced at the end of the run; see --append)")
 	f.BoolVar(&appendOut, "append", false, "append to --out instead of replacing it")
 	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")

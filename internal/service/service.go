@@ -206,6 +206,7 @@ func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Opt
 		Resize:            m.Resize,
 		GraphOptimization: m.GraphOptimization,
 		Generation:        g,
+		Task:              m.Task,
 		Logger:            log.With().Str("component", "inference").Logger(),
 	}
 }
