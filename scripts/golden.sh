@@ -33,3 +33,9 @@ if [[ -f models/demo/encoder_model.onnx ]]; then
     "$PY" -m lookout_train golden run --model models/demo --name demo --images "$imgs" --out testdata/golden
   fi
 fi
+# 5. testdata/models/tiny-florence2 (built when missing or LOOKOUT_GOLDEN_REBUILD_TINY=1) and
+#    testdata/golden/tiny-florence2.json: Florence-2 generate() + post_process_generation (docs/MODELS.md).
+if [[ "${LOOKOUT_GOLDEN_REBUILD_TINY:-0}" == 1 || ! -f testdata/models/tiny-florence2/onnx/decoder_model_merged.onnx ]]; then
+  "$PY" -m lookout_train florence build --out testdata/models/tiny-florence2 --images testdata/golden/images
+fi
+"$PY" -m lookout_train florence golden --model testdata/models/tiny-florence2 --images testdata/golden/images --out testdata/golden
