@@ -78,6 +78,22 @@ const (
 
 // checkGraphs validates every graph's inputs and outputs against the configs.
 func (m *Model) checkGraphs() error {
+	if err := m.checkEncoder(); err != nil {
+		return err
+	}
+	if err := m.checkDecoders(); err != nil {
+		return err
+	}
+	for _, in := range m.decIn {
+		if in.Name == "attention_mask" {
+			m.hasMask = true
+		}
+	}
+	return m.checkAttributes()
+}
+
+// checkEncoder checks encoder_model.onnx and finds the encoder sequence length.
+func (m *Model) checkEncoder() error {
 	var err error
 	dir := m.dir
 	if m.encIn, m.encOut, err = ioInfo(dir, fileEncoder); err != nil {
@@ -107,6 +123,13 @@ func (m *Model) checkGraphs() error {
 	if m.encSeq <= 0 {
 		return fileError(dir, fileEncoder, "output last_hidden_state has no fixed sequence length and config.json has no encoder.patch_size")
 	}
+	return nil
+}
+
+// checkDecoders checks the merged decoder, or the split pair.
+func (m *Model) checkDecoders() error {
+	var err error
+	dir := m.dir
 	kvIn := func() []ioSpec {
 		var s []ioSpec
 		for i := 0; i < m.layers; i++ {
@@ -155,11 +178,13 @@ func (m *Model) checkGraphs() error {
 			return err
 		}
 	}
-	for _, in := range m.decIn {
-		if in.Name == "attention_mask" {
-			m.hasMask = true
-		}
-	}
+	return nil
+}
+
+// checkAttributes checks attributes_model.onnx against attributes.json.
+func (m *Model) checkAttributes() error {
+	var err error
+	dir := m.dir
 	if m.attrs != nil {
 		if m.attrIn, m.attrOut, err = ioInfo(dir, fileAttrModel); err != nil {
 			return err

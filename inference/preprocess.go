@@ -292,6 +292,12 @@ func (p *preprocessor) run(src []uint8, h, w, stride, channels int, dst []float3
 			}
 		}
 	}
+	p.vertical(tmp, tw, oh, ow, dst)
+}
+
+// vertical is the second pass: the vertical filter (or a copy) from tmp, then
+// rescale and normalise through the lookup tables into dst's three planes.
+func (p *preprocessor) vertical(tmp []uint8, tw, oh, ow int, dst []float32) {
 	plane := oh * ow
 	if p.needVert {
 		ks := p.vert.ksize
