@@ -94,6 +94,11 @@ func (fl *florence) closeSessions() {
 	}
 }
 
+var _ TaskCaptioner = (*Model)(nil)
+
+// SupportsTask reports whether the model runs task (Florence-2 models only).
+func (m *Model) SupportsTask(task string) bool { return m.fl != nil && KnownTask(task) }
+
 // CaptionTask runs one Florence-2 task on every image ("" = the model's
 // default task). Other models ignore task unless it is set, which is an error.
 func (m *Model) CaptionTask(ctx context.Context, images []gocv.Mat, task string, over *GenerationOptions) ([]Result, error) {

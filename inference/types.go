@@ -56,6 +56,16 @@ type Timings struct {
 	Decode     time.Duration `json:"decode"`
 }
 
+// TaskCaptioner is a Captioner that runs a named task per call: Florence-2's
+// task tokens (<CAPTION>, <OD>, <OCR>, ...). SupportsTask is false for every
+// task on models without tasks.
+type TaskCaptioner interface {
+	Captioner
+	SupportsTask(task string) bool
+	// CaptionTask is Caption for one task; "" runs the model's default.
+	CaptionTask(ctx context.Context, images []gocv.Mat, task string, over *GenerationOptions) ([]Result, error)
+}
+
 // Captioner captions batches of BGR images. Implementations are safe for
 // concurrent use.
 type Captioner interface {
