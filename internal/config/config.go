@@ -163,6 +163,10 @@ type Source struct {
 	Labels map[string]string `yaml:"labels"`
 	// Topic overrides the Kafka topic for this source.
 	Topic string `yaml:"topic"`
+	// Task is the Florence-2 task this source's frames run (<CAPTION>,
+	// <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>); default
+	// model.task. Only a Florence-2 model takes one.
+	Task string `yaml:"task"`
 }
 
 // Gate configures change gating before inference.
@@ -495,10 +499,8 @@ func (c Config) problems() []problem {
 	default:
 		bad("model.decoder", "%q is not one of auto, merged, split", c.Model.Decoder)
 	}
-	switch c.Model.Task {
-	case "", "<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OD>", "<OCR>":
-	default:
-		bad("model.task", "%q is not one of <CAPTION>, <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>", c.Model.Task)
+	if !knownTask(c.Model.Task) {
+		bad("model.task", "%q is not one of %s", c.Model.Task, florenceTasks)
 	}
 	switch c.Model.Resize {
 	case "exact", "fast":
@@ -574,6 +576,9 @@ func (c Config) problems() []problem {
 		case "", "every", "changes":
 		default:
 			bad(f+".emit", "%q is not one of every, changes", s.Emit)
+		}
+		if !knownTask(s.Task) {
+			bad(f+".task", "%q is not one of %s", s.Task, florenceTasks)
 		}
 		if s.Heartbeat != nil && *s.Heartbeat < 0 {
 			bad(f+".heartbeat", "must be >= 0 (0s: no heartbeats), got %s", *s.Heartbeat)
@@ -683,3 +688,15 @@ func (p prefixed) Error() string {
 }
 
 func (p prefixed) Unwrap() error { return p.err }
+
+// florenceTasks are the Florence-2 task tokens model.task and sources[].task
+// take (inference.Tasks; config imports no lookout package).
+const florenceTasks = "<CAPTION>, <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>"
+
+func knownTask(t string) bool {
+	switch t {
+	case "", "<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OD>", "<OCR>":
+		return true
+	}
+	return false
+}

@@ -83,7 +83,7 @@ func TestBadConfigsNameTheField(t *testing.T) {
 // distinct mistake.
 func TestConfigErrorMessages(t *testing.T) {
 	const sink = "sinks: {jsonl: {path: '-'}}\n"
-	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic)"
+	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task)"
 	cases := []struct{ name, yaml, want string }{
 		{"unknown field", "sources:\n  - id: a\n    uri: x\n    codec: true\n" + sink,
 			`c.yaml:4: sources[0]: unknown field "codec" ` + known},
@@ -160,7 +160,7 @@ func TestManyMistakesAreCapped(t *testing.T) {
 }
 
 func TestParseSourceErrors(t *testing.T) {
-	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic)"
+	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task)"
 	cases := []struct{ body, want string }{
 		{`{"id":"a","uri":"x","evry":"1s"}`, `source: line 1: unknown field "evry"; did you mean "every"? ` + known},
 		{`{"id":"a","uri":"x","every":"fast"}`, `source: line 1: every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`},
