@@ -205,6 +205,9 @@ type SourceSpec struct {
 	Live bool
 	// Emit says which caption records are published. Default: every one.
 	Emit Emit
+	// Task is the Florence-2 task this source's frames run ("" = the
+	// model's default); AddSource refuses a task the captioner does not run.
+	Task string
 }
 
 // Emit is a source's publishing policy (sources[].emit).

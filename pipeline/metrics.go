@@ -217,13 +217,32 @@ type meteredCaptioner struct {
 	m *Metrics
 }
 
-var _ inference.Captioner = meteredCaptioner{}
+var _ inference.TaskCaptioner = meteredCaptioner{}
 
 func (c meteredCaptioner) Caption(ctx context.Context, images []gocv.Mat) ([]inference.Result, error) {
+	return c.CaptionTask(ctx, images, "", nil)
+}
+
+// SupportsTask passes the question to the captioner (false when it has no tasks).
+func (c meteredCaptioner) SupportsTask(task string) bool {
+	tc, ok := c.Captioner.(inference.TaskCaptioner)
+	return ok && tc.SupportsTask(task)
+}
+
+// CaptionTask runs task ("" = a plain Caption) with the same metrics.
+func (c meteredCaptioner) CaptionTask(ctx context.Context, images []gocv.Mat, task string, over *inference.GenerationOptions) ([]inference.Result, error) {
 	c.m.BatchSize.Observe(float64(len(images)))
 	c.m.WorkersBusy.Inc()
 	defer c.m.WorkersBusy.Dec()
-	res, err := c.Captioner.Caption(ctx, images)
+	var res []inference.Result
+	var err error
+	if tc, ok := c.Captioner.(inference.TaskCaptioner); ok && (task != "" || over != nil) {
+		res, err = tc.CaptionTask(ctx, images, task, over)
+	} else if task != "" {
+		err = fmt.Errorf("captioner %s does not run task %s", c.Name(), task)
+	} else {
+		res, err = c.Captioner.Caption(ctx, images)
+	}
 	if err == nil {
 		pre := c.m.StageLatency.WithLabelValues("preprocess")
 		enc := c.m.StageLatency.WithLabelValues("encode")

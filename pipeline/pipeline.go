@@ -203,6 +203,9 @@ func (p *Pipeline) addSource(spec SourceSpec, open func(ctx context.Context) (in
 	if err := spec.validate(); err != nil {
 		return err
 	}
+	if err := p.checkTask(spec); err != nil {
+		return err
+	}
 	if open == nil {
 		return fmt.Errorf("pipeline: source %q has no open function", spec.ID)
 	}

@@ -67,7 +67,11 @@ func (p *Pipeline) caption(b *batch) *doneBatch {
 		images[i] = it.frame.Image
 	}
 	results := make([]*inference.Result, len(b.items))
-	res, err := p.capt.Caption(p.hardCtx, images)
+	tasks := make([]string, len(b.items))
+	for i, it := range b.items {
+		tasks[i] = it.src.spec.Task
+	}
+	res, err := p.captionTasks(p.hardCtx, images, tasks)
 	if err == nil && len(res) != len(images) {
 		err = fmt.Errorf("captioner %s returned %d results for %d images", p.model, len(res), len(images))
 	}
@@ -83,7 +87,7 @@ func (p *Pipeline) caption(b *batch) *doneBatch {
 		}
 		ok := 0
 		for i := range images {
-			r, err := p.capt.Caption(p.hardCtx, images[i:i+1])
+			r, err := p.captionTasks(p.hardCtx, images[i:i+1], tasks[i:i+1])
 			if err == nil && len(r) == 1 {
 				results[i] = &r[0]
 				ok++
