@@ -276,6 +276,9 @@ func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 	if err := CheckFileInput(loc); err != nil {
 		return pipeline.Desired{}, fmt.Errorf("source %s: %w", src.ID, err)
 	}
+	if src.Task != "" && s.model != nil && !s.model.SupportsTask(src.Task) {
+		return pipeline.Desired{}, fmt.Errorf("source %s: task %s needs a Florence-2 model; model %s is %s", src.ID, src.Task, s.model.Name(), s.model.Info().Architecture)
+	}
 	var startAt int64 = -1
 	if !loc.Kind.Live() && !s.fromStart && s.ckpt != nil {
 		if pts, ok := s.ckpt.Load(src.ID, src.URI); ok {
@@ -313,7 +316,7 @@ func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 	b, _ := json.Marshal(src)
 	sum := sha256.Sum256(b)
 	return pipeline.Desired{
-		Spec:    pipeline.SourceSpec{ID: src.ID, Labels: src.Labels, Live: loc.Kind.Live(), Emit: emit},
+		Spec:    pipeline.SourceSpec{ID: src.ID, Labels: src.Labels, Live: loc.Kind.Live(), Emit: emit, Task: src.Task},
 		Version: hex.EncodeToString(sum[:8]),
 		Open:    open,
 	}, nil
