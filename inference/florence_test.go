@@ -155,3 +155,21 @@ func checkFlorenceAnswer(t *testing.T, task string, r Result, post json.RawMessa
 		}
 	}
 }
+
+// BenchmarkFlorence is one <OD> caption of a golden image with beam 3 (the
+// Florence-2 defaults' search), on the tiny fixture.
+func BenchmarkFlorence(b *testing.B) {
+	dir := filepath.Join(repoRoot(b), "testdata", "models", "tiny-florence2")
+	m := loadShared(b, dir)
+	img := readImage(b, filepath.Join(repoRoot(b), "testdata", "golden", "images", "shapes_96x54.png"))
+	defer img.Close()
+	beams := 3
+	over := &GenerationOptions{NumBeams: &beams}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := m.CaptionTask(bg, []gocv.Mat{img}, TaskOD, over); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(m.SessionTime().Nanoseconds())/float64(b.N), "ort-ns/op")
+}
