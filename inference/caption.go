@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
 )
 
@@ -174,22 +173,22 @@ func (m *Model) preprocess(ws *workspace, images []gocv.Mat) error {
 
 // encode runs the encoder on ws.pixels into ws.enc [n, T, D].
 func (m *Model) encode(ws *workspace, n int) error {
-	in, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(m.pre.Height), int64(m.pre.Width)), ws.pixels)
+	in, err := newTensor(ws.pixels, int64(n), 3, int64(m.pre.Height), int64(m.pre.Width))
 	if err != nil {
 		return fmt.Errorf("encoder input: %w", err)
 	}
-	defer in.Destroy()
+	defer release(in)
 	size := n * m.encSeq * m.hidden
 	if cap(ws.enc) < size {
 		ws.enc = make([]float32, size)
 	}
 	ws.enc = ws.enc[:size]
-	out, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.encSeq), int64(m.hidden)), ws.enc)
+	out, err := newTensor(ws.enc, int64(n), int64(m.encSeq), int64(m.hidden))
 	if err != nil {
 		return fmt.Errorf("encoder output: %w", err)
 	}
-	defer out.Destroy()
-	if err := m.runSession(m.encoder, []ort.Value{in}, []ort.Value{out}); err != nil {
+	defer release(out)
+	if err := m.runSession(m.encoder, []onnxValue{in}, []onnxValue{out}); err != nil {
 		return fmt.Errorf("model %s: encoder run: %s", m.name, oneLine(err.Error()))
 	}
 	return nil
@@ -206,23 +205,23 @@ func (m *Model) attributes(ws *workspace, n int) ([]map[string]Attribute, error)
 	if m.attrSess == nil {
 		return nil, nil
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.encSeq), int64(m.hidden)), ws.enc)
+	in, err := newTensor(ws.enc, int64(n), int64(m.encSeq), int64(m.hidden))
 	if err != nil {
 		return nil, fmt.Errorf("attributes input: %w", err)
 	}
-	defer in.Destroy()
-	outs := make([]ort.Value, len(m.attrs.Attributes))
+	defer release(in)
+	outs := make([]onnxValue, len(m.attrs.Attributes))
 	probs := make([][]float32, len(outs))
 	for i, a := range m.attrs.Attributes {
 		probs[i] = make([]float32, n*len(a.Classes))
-		t, err := ort.NewTensor(ort.NewShape(int64(n), int64(len(a.Classes))), probs[i])
+		t, err := newTensor(probs[i], int64(n), int64(len(a.Classes)))
 		if err != nil {
 			return nil, fmt.Errorf("attributes output: %w", err)
 		}
-		defer t.Destroy()
+		defer release(t)
 		outs[i] = t
 	}
-	if err := m.runSession(m.attrSess, []ort.Value{in}, outs); err != nil {
+	if err := m.runSession(m.attrSess, []onnxValue{in}, outs); err != nil {
 		return nil, fmt.Errorf("model %s: attributes run: %s", m.name, oneLine(err.Error()))
 	}
 	res := make([]map[string]Attribute, n)

@@ -3,8 +3,6 @@ package inference
 import (
 	"encoding/json"
 	"fmt"
-
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -25,22 +23,22 @@ type ortDecoder struct {
 
 	// Tensors whose shape only changes with the row count, kept across steps
 	// (they wrap Go buffers, so refilling the buffer updates them).
-	idsT    *ort.Tensor[int64]
-	encT    *ort.Tensor[float32]
-	logitsT *ort.Tensor[float32]
-	branchT [2]*ort.Tensor[bool]
+	idsT    *tensor[int64]
+	encT    *tensor[float32]
+	logitsT *tensor[float32]
+	branchT [2]*tensor[bool]
 }
 
 // dropFixed destroys the row-shaped tensors (after a gather or at the end).
 func (d *ortDecoder) dropFixed() {
 	if d.idsT != nil {
-		d.idsT.Destroy()
+		release(d.idsT)
 	}
 	if d.encT != nil {
-		d.encT.Destroy()
+		release(d.encT)
 	}
 	if d.logitsT != nil {
-		d.logitsT.Destroy()
+		release(d.logitsT)
 	}
 	d.idsT, d.encT, d.logitsT = nil, nil, nil
 }
@@ -50,7 +48,7 @@ func (d *ortDecoder) close() {
 	d.dropFixed()
 	for i, t := range d.branchT {
 		if t != nil {
-			t.Destroy()
+			release(t)
 			d.branchT[i] = nil
 		}
 	}
@@ -61,23 +59,23 @@ func (d *ortDecoder) fixed() error {
 	r := int64(d.rows)
 	var err error
 	if d.idsT == nil {
-		if d.idsT, err = ort.NewTensor(ort.NewShape(r, 1), ws.ids); err != nil {
+		if d.idsT, err = newTensor(ws.ids, r, 1); err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
 	}
 	if d.encT == nil {
-		if d.encT, err = ort.NewTensor(ort.NewShape(r, int64(m.encSeq), int64(m.hidden)), d.encStates()); err != nil {
+		if d.encT, err = newTensor(d.encStates(), r, int64(m.encSeq), int64(m.hidden)); err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
 	}
 	if d.logitsT == nil {
-		if d.logitsT, err = ort.NewTensor(ort.NewShape(r, 1, int64(m.vocab)), ws.logits); err != nil {
+		if d.logitsT, err = newTensor(ws.logits, r, 1, int64(m.vocab)); err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
 	}
 	for i, v := range []bool{false, true} {
 		if d.branchT[i] == nil {
-			if d.branchT[i], err = ort.NewTensor(ort.NewShape(1), []bool{v}); err != nil {
+			if d.branchT[i], err = newTensor([]bool{v}, 1); err != nil {
 				return fmt.Errorf("decoder tensor: %w", err)
 			}
 		}
@@ -130,15 +128,15 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 	if rows != d.rows {
 		return nil, fmt.Errorf("decoder: %d tokens for %d rows", rows, d.rows)
 	}
-	var vals []ort.Value
+	var vals []onnxValue
 	defer func() {
 		for _, v := range vals {
 			if v != nil {
-				v.Destroy()
+				release(v)
 			}
 		}
 	}()
-	add := func(v ort.Value, err error) error {
+	add := func(v onnxValue, err error) error {
 		if err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
@@ -150,20 +148,20 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 		return nil, err
 	}
 	copy(ws.ids, tokens)
-	in := []ort.Value{d.idsT, d.encT}
+	in := []onnxValue{d.idsT, d.encT}
 	// Input order follows Model.decoderNames: ids, encoder states, [attention_mask], [past], [use_cache_branch].
 	sess, usePast, maskIn := m.decoder, true, m.hasMask
 	if !m.merged && d.past == 0 {
 		sess, usePast, maskIn = m.decoder0, false, hasMaskInput(m.dec0In)
 	}
 	if maskIn {
-		if err := add(ort.NewTensor(ort.NewShape(r, int64(d.past+1)), ws.mask)); err != nil {
+		if err := add(newTensor(ws.mask, r, int64(d.past+1))); err != nil {
 			return nil, err
 		}
 	}
 	if usePast {
 		for i := 0; i < 2*m.layers; i++ {
-			if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past), hd), ws.kv[d.cur][i])); err != nil {
+			if err := add(newTensor(ws.kv[d.cur][i], r, H, int64(d.past), hd)); err != nil {
 				return nil, err
 			}
 		}
@@ -179,11 +177,11 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 	nTemp := len(vals)
 	next := 1 - d.cur
 	for i := 0; i < 2*m.layers; i++ {
-		if err := add(ort.NewTensor(ort.NewShape(r, H, int64(d.past+1), hd), ws.kv[next][i])); err != nil {
+		if err := add(newTensor(ws.kv[next][i], r, H, int64(d.past+1), hd)); err != nil {
 			return nil, err
 		}
 	}
-	out := append([]ort.Value{d.logitsT}, vals[nTemp:]...)
+	out := append([]onnxValue{d.logitsT}, vals[nTemp:]...)
 	logits := ws.logits[:rows*m.vocab]
 	if err := m.runSession(sess, in, out); err != nil {
 		return nil, fmt.Errorf("model %s: decoder run (%d rows, past %d): %s", m.name, rows, d.past, oneLine(err.Error()))
@@ -193,7 +191,7 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 	return logits, nil
 }
 
-func hasMaskInput(in []ort.InputOutputInfo) bool {
+func hasMaskInput(in []ioDesc) bool {
 	for _, x := range in {
 		if x.Name == "attention_mask" {
 			return true

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 // Florence-2 graphs, as onnx-community's folders for Transformers.js name them
@@ -27,7 +25,7 @@ type florence struct {
 	prompts map[string][]int64
 	imageID int64
 
-	vision, embed, encoder, decoder *ort.DynamicAdvancedSession
+	vision, embed, encoder, decoder *session
 	graphs                          []GraphInfo
 }
 

@@ -2,8 +2,6 @@ package inference
 
 import (
 	"fmt"
-
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 // flDecoder steps Florence-2's merged BART decoder. Step 0 feeds empty past
@@ -33,11 +31,11 @@ func (d *flDecoder) step(tokens []int64) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	var vals []ort.Value
+	var vals []onnxValue
 	defer func() {
 		for _, v := range vals {
 			if v != nil {
-				v.Destroy()
+				release(v)
 			}
 		}
 	}()
@@ -45,7 +43,7 @@ func (d *flDecoder) step(tokens []int64) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ort.Value, 1+4*m.layers)
+	out := make([]onnxValue, 1+4*m.layers)
 	if err := m.runSession(m.fl.decoder, in, out); err != nil {
 		return nil, fmt.Errorf("model %s: decoder run (%d rows, past %d): %s", m.name, d.rows, d.past, oneLine(err.Error()))
 	}
@@ -55,23 +53,23 @@ func (d *flDecoder) step(tokens []int64) ([]float32, error) {
 
 // inputs builds the decoder's inputs for the current step; every tensor made
 // is appended to vals for the caller to destroy.
-func (d *flDecoder) inputs(emb []float32, vals *[]ort.Value) ([]ort.Value, error) {
+func (d *flDecoder) inputs(emb []float32, vals *[]onnxValue) ([]onnxValue, error) {
 	m := d.m
 	r, H, hd, D := int64(d.rows), int64(m.heads), int64(m.headDim), int64(m.hidden)
-	add := func(v ort.Value, err error) error {
+	add := func(v onnxValue, err error) error {
 		if err != nil {
 			return fmt.Errorf("decoder tensor: %w", err)
 		}
 		*vals = append(*vals, v)
 		return nil
 	}
-	if err := add(ort.NewTensor(ort.NewShape(r, 1, D), emb)); err != nil {
+	if err := add(newTensor(emb, r, 1, D)); err != nil {
 		return nil, err
 	}
-	if err := add(ort.NewTensor(ort.NewShape(r, int64(d.seq)), ones(d.rows*d.seq))); err != nil {
+	if err := add(newTensor(ones(d.rows*d.seq), r, int64(d.seq))); err != nil {
 		return nil, err
 	}
-	if err := add(ort.NewTensor(ort.NewShape(r, int64(d.seq), D), d.enc)); err != nil {
+	if err := add(newTensor(d.enc, r, int64(d.seq), D)); err != nil {
 		return nil, err
 	}
 	for i := 0; i < 4*m.layers; i++ {
@@ -85,18 +83,18 @@ func (d *flDecoder) inputs(emb []float32, vals *[]ort.Value) ([]ort.Value, error
 		if d.kv != nil && len(d.kv[i]) > 0 {
 			data = d.kv[i]
 		}
-		if err := add(ort.NewTensor(ort.NewShape(r, H, n, hd), data)); err != nil {
+		if err := add(newTensor(data, r, H, n, hd)); err != nil {
 			return nil, err
 		}
 	}
-	if err := add(ort.NewTensor(ort.NewShape(1), []bool{d.past > 0})); err != nil {
+	if err := add(newTensor([]bool{d.past > 0}, 1)); err != nil {
 		return nil, err
 	}
 	return *vals, nil
 }
 
 // keep copies the logits and the new cache out of the step's outputs.
-func (d *flDecoder) keep(out []ort.Value) ([]float32, error) {
+func (d *flDecoder) keep(out []onnxValue) ([]float32, error) {
 	m := d.m
 	logits, _, err := floatData(out[0])
 	if err != nil {

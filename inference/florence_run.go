@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"time"
 
-	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
 )
 
@@ -62,7 +61,7 @@ func (m *Model) checkFlorenceGraphs() error {
 }
 
 // openFlorence creates the four sessions with open (Model.openWith's opener).
-func (m *Model) openFlorence(open func(file string, in, out []string) (*ort.DynamicAdvancedSession, error)) error {
+func (m *Model) openFlorence(open func(file string, in, out []string) (*session, error)) error {
 	fl := m.fl
 	var err error
 	rel := func(f string) string {
@@ -86,9 +85,9 @@ func (m *Model) openFlorence(open func(file string, in, out []string) (*ort.Dyna
 }
 
 func (fl *florence) closeSessions() {
-	for _, s := range []**ort.DynamicAdvancedSession{&fl.vision, &fl.embed, &fl.encoder, &fl.decoder} {
+	for _, s := range []**session{&fl.vision, &fl.embed, &fl.encoder, &fl.decoder} {
 		if *s != nil {
-			(*s).Destroy()
+			release(*s)
 			*s = nil
 		}
 	}
@@ -179,9 +178,9 @@ func (m *Model) florenceRun(ctx context.Context, ws *workspace, images []gocv.Ma
 // image features before it and runs the BART encoder: [n, seq, D].
 func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, int, error) {
 	fl, D := m.fl, m.hidden
-	feat, fshape, err := m.runOne(fl.vision, "vision encoder", func() ([]ort.Value, func(), error) {
-		t, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(m.pre.Height), int64(m.pre.Width)), ws.pixels)
-		return []ort.Value{t}, func() { t.Destroy() }, err
+	feat, fshape, err := m.runOne(fl.vision, "vision encoder", func() ([]onnxValue, func(), error) {
+		t, err := newTensor(ws.pixels, int64(n), 3, int64(m.pre.Height), int64(m.pre.Width))
+		return []onnxValue{t}, func() { release(t) }, err
 	})
 	if err != nil {
 		return nil, 0, err
@@ -203,58 +202,43 @@ func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, in
 		x = append(x, emb[i*P*D:(i+1)*P*D]...)
 	}
 	mask := ones(n * seq)
-	enc, _, err := m.runOne(fl.encoder, "encoder", func() ([]ort.Value, func(), error) {
-		a, err := ort.NewTensor(ort.NewShape(int64(n), int64(seq), int64(D)), x)
+	enc, _, err := m.runOne(fl.encoder, "encoder", func() ([]onnxValue, func(), error) {
+		a, err := newTensor(x, int64(n), int64(seq), int64(D))
 		if err != nil {
 			return nil, func() {}, err
 		}
-		b, err := ort.NewTensor(ort.NewShape(int64(n), int64(seq)), mask)
-		return []ort.Value{a, b}, func() { a.Destroy(); destroyIf(b) }, err
+		b, err := newTensor(mask, int64(n), int64(seq))
+		return []onnxValue{a, b}, func() { release(a); destroyIf(b) }, err
 	})
 	return enc, seq, err
 }
 
 // embed runs embed_tokens on ids [rows, s].
 func (m *Model) embed(ids []int64, rows, s int) ([]float32, []int64, error) {
-	return m.runOne(m.fl.embed, "embed_tokens", func() ([]ort.Value, func(), error) {
-		t, err := ort.NewTensor(ort.NewShape(int64(rows), int64(s)), ids)
-		return []ort.Value{t}, func() { destroyIf(t) }, err
+	return m.runOne(m.fl.embed, "embed_tokens", func() ([]onnxValue, func(), error) {
+		t, err := newTensor(ids, int64(rows), int64(s))
+		return []onnxValue{t}, func() { destroyIf(t) }, err
 	})
 }
 
 // runOne runs a session with one output that ONNX Runtime allocates, and
 // returns a Go copy of it with its shape.
-func (m *Model) runOne(s *ort.DynamicAdvancedSession, what string, inputs func() ([]ort.Value, func(), error)) ([]float32, []int64, error) {
+func (m *Model) runOne(s *session, what string, inputs func() ([]onnxValue, func(), error)) ([]float32, []int64, error) {
 	in, free, err := inputs()
 	defer free()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s input: %w", what, err)
 	}
-	out := []ort.Value{nil}
+	out := []onnxValue{nil}
 	if err := m.runSession(s, in, out); err != nil {
 		return nil, nil, fmt.Errorf("model %s: %s run: %s", m.name, what, oneLine(err.Error()))
 	}
-	defer out[0].Destroy()
+	defer release(out[0])
 	data, shape, err := floatData(out[0])
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s: %s output: %w", m.name, what, err)
 	}
 	return append([]float32(nil), data...), shape, nil
-}
-
-// floatData views an ONNX Runtime allocated float32 tensor.
-func floatData(v ort.Value) ([]float32, []int64, error) {
-	t, ok := v.(*ort.Tensor[float32])
-	if !ok {
-		return nil, nil, fmt.Errorf("not a float32 tensor (%T)", v)
-	}
-	return t.GetData(), t.GetShape(), nil
-}
-
-func destroyIf[T ort.TensorData](t *ort.Tensor[T]) {
-	if t != nil {
-		t.Destroy()
-	}
 }
 
 func ones(n int) []int64 {

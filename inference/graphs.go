@@ -2,20 +2,17 @@ package inference
 
 import (
 	"fmt"
-	"path/filepath"
-
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 // ioSpec is what a graph input or output must look like; -1 dims are free.
 type ioSpec struct {
 	name  string
-	dtype ort.TensorElementDataType
+	dtype elemType
 	dims  []int64
 }
 
-func checkIO(dir, file, kind string, have []ort.InputOutputInfo, want []ioSpec, allowExtra map[string]bool) error {
-	byName := map[string]ort.InputOutputInfo{}
+func checkIO(dir, file, kind string, have []ioDesc, want []ioSpec, allowExtra map[string]bool) error {
+	byName := map[string]ioDesc{}
 	for _, h := range have {
 		byName[h.Name] = h
 	}
@@ -24,7 +21,7 @@ func checkIO(dir, file, kind string, have []ort.InputOutputInfo, want []ioSpec, 
 		if !ok {
 			return fileError(dir, file, "has no %s %q (has %s); export with task image-to-text-with-past", kind, w.name, ioNames(have))
 		}
-		if h.OrtValueType != ort.ONNXTypeTensor || h.DataType != w.dtype {
+		if h.OrtValueType != onnxTensor || h.DataType != w.dtype {
 			return fileError(dir, file, "%s %q is %s, want a %s tensor", kind, w.name, h.DataType, w.dtype)
 		}
 		if len(h.Dimensions) != len(w.dims) {
@@ -45,7 +42,7 @@ func checkIO(dir, file, kind string, have []ort.InputOutputInfo, want []ioSpec, 
 	return nil
 }
 
-func ioNames(io []ort.InputOutputInfo) string {
+func ioNames(io []ioDesc) string {
 	s := ""
 	for i, x := range io {
 		if i > 0 {
@@ -61,20 +58,6 @@ func ioNames(io []ort.InputOutputInfo) string {
 	}
 	return s
 }
-
-func ioInfo(dir, file string) ([]ort.InputOutputInfo, []ort.InputOutputInfo, error) {
-	in, out, err := ort.GetInputOutputInfo(filepath.Join(dir, file))
-	if err != nil {
-		return nil, nil, fileError(dir, file, "not a loadable ONNX model (%s); re-export or re-download it", oneLine(firstLine(err.Error())))
-	}
-	return in, out, nil
-}
-
-const (
-	f32 = ort.TensorElementDataTypeFloat
-	i64 = ort.TensorElementDataTypeInt64
-	bl  = ort.TensorElementDataTypeBool
-)
 
 // checkGraphs validates every graph's inputs and outputs against the configs.
 func (m *Model) checkGraphs() error {
@@ -203,7 +186,7 @@ func (m *Model) checkAttributes() error {
 	return nil
 }
 
-func names(io []ort.InputOutputInfo) []string {
+func names(io []ioDesc) []string {
 	out := make([]string, len(io))
 	for i, x := range io {
 		out[i] = x.Name
@@ -213,7 +196,7 @@ func names(io []ort.InputOutputInfo) []string {
 
 // decoderInputNames orders a decoder's inputs: input_ids, encoder_hidden_states,
 // [attention_mask], past (layer-major, key then value), [use_cache_branch].
-func (m *Model) decoderNames(withPast, branch bool, in []ort.InputOutputInfo) ([]string, []string) {
+func (m *Model) decoderNames(withPast, branch bool, in []ioDesc) ([]string, []string) {
 	inN := []string{"input_ids", "encoder_hidden_states"}
 	for _, x := range in {
 		if x.Name == "attention_mask" {

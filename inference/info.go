@@ -4,8 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 type TensorInfo struct {
@@ -84,7 +82,7 @@ func (m *Model) Info() ModelInfo {
 }
 
 // tensorInfos converts ONNX Runtime's graph input or output descriptions.
-func tensorInfos(io []ort.InputOutputInfo) []TensorInfo {
+func tensorInfos(io []ioDesc) []TensorInfo {
 	out := make([]TensorInfo, len(io))
 	for i, x := range io {
 		out[i] = TensorInfo{Name: x.Name, Type: strings.ToLower(strings.TrimPrefix(x.DataType.String(), "ONNX_TENSOR_ELEMENT_DATA_TYPE_")), Shape: append([]int64(nil), x.Dimensions...)}

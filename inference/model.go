@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 // Options configure Load. The zero value runs on CPU with ONNX Runtime's default threads.
@@ -81,15 +80,15 @@ type Model struct {
 	tok      *detokenizer
 	log      zerolog.Logger
 
-	encIn, encOut   []ort.InputOutputInfo
-	decIn, decOut   []ort.InputOutputInfo // merged, or the with-past decoder
-	dec0In, dec0Out []ort.InputOutputInfo // split layout: the first-step decoder
-	attrIn, attrOut []ort.InputOutputInfo
+	encIn, encOut   []ioDesc
+	decIn, decOut   []ioDesc // merged, or the with-past decoder
+	dec0In, dec0Out []ioDesc // split layout: the first-step decoder
+	attrIn, attrOut []ioDesc
 
-	encoder  *ort.DynamicAdvancedSession
-	decoder  *ort.DynamicAdvancedSession // merged or with-past
-	decoder0 *ort.DynamicAdvancedSession // split layout only
-	attrSess *ort.DynamicAdvancedSession
+	encoder  *session
+	decoder  *session // merged or with-past
+	decoder0 *session // split layout only
+	attrSess *session
 	fl       *florence // Florence-2 only; nil for VisionEncoderDecoder
 	merged   bool
 	hasMask  bool // decoder takes attention_mask
@@ -156,9 +155,9 @@ func (m *Model) closeSessions() {
 	if m.fl != nil {
 		m.fl.closeSessions()
 	}
-	for _, s := range []**ort.DynamicAdvancedSession{&m.encoder, &m.decoder, &m.decoder0, &m.attrSess} {
+	for _, s := range []**session{&m.encoder, &m.decoder, &m.decoder0, &m.attrSess} {
 		if *s != nil {
-			(*s).Destroy()
+			release(*s)
 			*s = nil
 		}
 	}
