@@ -3,6 +3,8 @@ package inference
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 )
 
@@ -102,5 +104,38 @@ func FuzzLoadTokenizer(f *testing.F) {
 		if _, err := d.decode([]int64{0, 1, 2, -1, 1 << 40}); err != nil {
 			t.Logf("decode error (recovered): %v", err)
 		}
+	})
+}
+
+// FuzzFlorenceObjects: any generated text parses without panicking, every box
+// lies within the frame (bins 0..999 map inside it), labels are ASCII, and
+// parseFlorenceConfig rejects or accepts without panicking.
+func FuzzFlorenceObjects(f *testing.F) {
+	f.Add("car<loc_0><loc_0><loc_999><loc_999>", 640, 480)
+	f.Add("</s><s>a b<loc_1><loc_2><loc_3><loc_4><loc_5><loc_6><loc_7><loc_8>", 1, 1)
+	f.Add("x\n<loc_10><loc_20><loc_30><loc_40>caf\u00e9<od><loc_1><loc_2><loc_3><loc_4>", 97, 55)
+	f.Fuzz(func(t *testing.T, text string, w, h int) {
+		if w <= 0 || h <= 0 || w > 1<<14 || h > 1<<14 {
+			return
+		}
+		inBins := true // every <loc_N> has N <= 999: then every box lies inside the frame
+		for _, m := range regexp.MustCompile(`<loc_(\d+)>`).FindAllStringSubmatch(text, -1) {
+			if n, err := strconv.Atoi(m[1]); err != nil || n > 999 {
+				inBins = false
+			}
+		}
+		for _, o := range florenceObjects(text, w, h) {
+			for _, r := range o.Label {
+				if r >= 128 {
+					t.Fatalf("label %q is not ASCII", o.Label)
+				}
+			}
+			b := o.Box
+			if inBins && (b[0] < 0 || b[1] < 0 || b[2] < 0 || b[3] < 0 || b[0] > w || b[2] > w || b[1] > h || b[3] > h) {
+				t.Fatalf("box %v outside %dx%d for %q", b, w, h, text)
+			}
+		}
+		_ = florencePureText(text)
+		_, _, _ = parseFlorenceConfig([]byte(text))
 	})
 }
