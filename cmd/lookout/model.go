@@ -169,9 +169,13 @@ func printInfo(w io.Writer, in inference.ModelInfo) {
 	p("folder", "%s", in.Dir)
 	p("digest", "%s", in.Digest)
 	p("provider", "%s", in.Provider)
-	p("architecture", "VisionEncoderDecoder: %s encoder + %s decoder (%s decoder layout)", in.Encoder.ModelType, in.Decoder.ModelType, in.Layout)
-	p("encoder", "image %dx%d, patch %d, hidden %d, %d layers, %d heads, sequence %d",
-		in.ImageSize[0], in.ImageSize[1], in.Encoder.PatchSize, in.Encoder.HiddenSize, in.Encoder.NumLayers, in.Encoder.NumHeads, in.EncoderSeq)
+	if in.Architecture == "florence2" {
+		p("architecture", "Florence-2: DaViT vision encoder + BART encoder-decoder (onnx-community layout), default task %s", in.Task)
+	} else {
+		p("architecture", "VisionEncoderDecoder: %s encoder + %s decoder (%s decoder layout)", in.Encoder.ModelType, in.Decoder.ModelType, in.Layout)
+		p("encoder", "image %dx%d, patch %d, hidden %d, %d layers, %d heads, sequence %d",
+			in.ImageSize[0], in.ImageSize[1], in.Encoder.PatchSize, in.Encoder.HiddenSize, in.Encoder.NumLayers, in.Encoder.NumHeads, in.EncoderSeq)
+	}
 	p("decoder", "vocab %d, hidden %d, %d layers, %d heads, %d positions",
 		in.Decoder.VocabSize, in.Decoder.NEmbd, in.Decoder.NLayer, in.Decoder.NHead, in.Decoder.NPositions)
 	p("preprocess", "resize to %dx%d (PIL filter %d), mean %v, std %v", in.ImageSize[0], in.ImageSize[1], in.Resample, in.Mean, in.Std)
