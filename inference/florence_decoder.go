@@ -2,6 +2,7 @@ package inference
 
 import (
 	"fmt"
+	"slices"
 )
 
 // flDecoder steps Florence-2's merged BART decoder. Step 0 feeds empty past
@@ -18,6 +19,10 @@ type flDecoder struct {
 	// kv holds 4 slices per layer: decoder key, value [rows,H,past,hd];
 	// encoder key, value [rows,H,seq,hd] (empty before step 0 ran).
 	kv [][]float32
+	// img is the image each row belongs to (nil: row i is image i). Rows of
+	// one image share their encoder states and cross-attention keys, so a
+	// gather that keeps every row's image copies only the self-attention cache.
+	img []int
 }
 
 var _ stepper = (*flDecoder)(nil)
@@ -136,10 +141,25 @@ func (d *flDecoder) gather(idx []int) error {
 		}
 		return out
 	}
-	d.enc = pick(d.enc)
-	for i := range d.kv {
-		d.kv[i] = pick(d.kv[i])
+	if d.img == nil {
+		d.img = make([]int, d.rows)
+		for i := range d.img {
+			d.img[i] = i
+		}
 	}
-	d.rows = len(idx)
+	img := make([]int, len(idx))
+	for r, src := range idx {
+		img[r] = d.img[src]
+	}
+	sameImages := slices.Equal(img, d.img)
+	if !sameImages {
+		d.enc = pick(d.enc)
+	}
+	for i := range d.kv {
+		if i%4 < 2 || !sameImages {
+			d.kv[i] = pick(d.kv[i])
+		}
+	}
+	d.rows, d.img = len(idx), img
 	return nil
 }
