@@ -3,6 +3,7 @@ package inference
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -20,6 +21,10 @@ type ortDecoder struct {
 	cur     int // kv set holding the past
 	encCur  int // encBuf holding the current encoder states
 	encFrom []float32
+	// img is the image each row belongs to (nil: row i is image i); rows of
+	// one image share encoder states, so a gather that keeps every row's
+	// image leaves them in place.
+	img []int
 
 	// Tensors whose shape only changes with the row count, kept across steps
 	// (they wrap Go buffers, so refilling the buffer updates them).
@@ -217,6 +222,10 @@ func (d *ortDecoder) gather(idx []int) error {
 		}
 	}
 	d.cur = next
+	if d.sameImages(idx) {
+		d.dropFixed()
+		return nil
+	}
 	eb := m.encSeq * m.hidden
 	src := d.encStates()
 	dstSet := 1 - d.encCur
@@ -231,4 +240,22 @@ func (d *ortDecoder) gather(idx []int) error {
 	d.rows = len(idx)
 	d.dropFixed()
 	return nil
+}
+
+// sameImages records the rows' images after gathering idx and reports whether
+// every row keeps the image it had (a beam reorder within each image).
+func (d *ortDecoder) sameImages(idx []int) bool {
+	if d.img == nil {
+		d.img = make([]int, d.rows)
+		for i := range d.img {
+			d.img[i] = i
+		}
+	}
+	img := make([]int, len(idx))
+	for r, src := range idx {
+		img[r] = d.img[src]
+	}
+	same := slices.Equal(img, d.img)
+	d.img = img
+	return same
 }
