@@ -79,8 +79,10 @@ func parseFlorenceConfig(data []byte) (*ModelConfig, *florenceConfig, error) {
 	}
 	t := f.TextConfig
 	switch {
-	case t.ModelType != "" && t.ModelType != "bart":
-		return nil, nil, fmt.Errorf("text_config.model_type is %q, want \"bart\"", t.ModelType)
+	case t.ModelType != "" && t.ModelType != "bart" && t.ModelType != "florence2_language":
+		// transformers 4.57 writes "bart"; Microsoft's remote-code config (copied by
+		// onnx-community's folders) says "florence2_language" for the same BART.
+		return nil, nil, fmt.Errorf("text_config.model_type is %q, want \"bart\" or \"florence2_language\"", t.ModelType)
 	case t.VocabSize <= 0 || t.VocabSize > 1<<24:
 		return nil, nil, fmt.Errorf("text_config.vocab_size %d is out of range", t.VocabSize)
 	case t.DecoderLayers <= 0 || t.DecoderLayers > 1024:

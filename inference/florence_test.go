@@ -2,9 +2,11 @@ package inference
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -172,4 +174,29 @@ func BenchmarkFlorence(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(m.SessionTime().Nanoseconds())/float64(b.N), "ort-ns/op")
+}
+
+// TestParseFlorenceConfig: both spellings of the text model load; other text
+// models and broken sizes are refused naming the field.
+func TestParseFlorenceConfig(t *testing.T) {
+	base := `{"model_type":"florence2","text_config":{"model_type":%q,"vocab_size":51289,"d_model":768,"decoder_layers":6,"decoder_attention_heads":%d,"max_position_embeddings":1024,"eos_token_id":2,"decoder_start_token_id":2}}`
+	for _, c := range []struct {
+		typ   string
+		heads int
+		err   string
+	}{
+		{"bart", 12, ""},
+		{"florence2_language", 12, ""},
+		{"t5", 12, "text_config.model_type"},
+		{"bart", 7, "text_config.d_model 768 is not a positive multiple of decoder_attention_heads 7"},
+	} {
+		cfg, _, err := parseFlorenceConfig([]byte(fmt.Sprintf(base, c.typ, c.heads)))
+		if c.err == "" {
+			if err != nil || cfg.Decoder.NLayer != 6 || cfg.Decoder.VocabSize != 51289 {
+				t.Errorf("%s: %v %+v", c.typ, err, cfg)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s heads %d: error %v, want %q", c.typ, c.heads, err, c.err)
+		}
+	}
 }
