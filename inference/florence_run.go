@@ -51,8 +51,7 @@ func (m *Model) checkFlorenceGraphs() error {
 		if err := checkIO(fl.onnxDir, g.file, "input", in, g.in, nil); err != nil {
 			return err
 		}
-		// Present encoder keys may have free dimensions in an export; only names and types must agree.
-		if err := checkIO(fl.onnxDir, g.file, "output", out, g.out, nil); err != nil && g.file != fileFlDecoder {
+		if err := checkIO(fl.onnxDir, g.file, "output", out, g.out, nil); err != nil {
 			return err
 		}
 		fl.graphs = append(fl.graphs, GraphInfo{g.file, tensorInfos(in), tensorInfos(out)})

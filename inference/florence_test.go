@@ -200,3 +200,31 @@ func TestParseFlorenceConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestFlorenceLoadErrors: a missing graph, an unknown task and a task on a
+// VisionEncoderDecoder folder are one line naming the file or the option.
+func TestFlorenceLoadErrors(t *testing.T) {
+	requireORT(t)
+	src := filepath.Join(repoRoot(t), "testdata", "models", "tiny-florence2")
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir, Options{Task: "<DETECT>"}); err == nil || !strings.Contains(err.Error(), `task "<DETECT>" is not supported; use one of <CAPTION>`) {
+		t.Errorf("unknown task: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "onnx", fileFlEmbed)); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "onnx") + ": embed_tokens.onnx: missing; a Florence-2 folder holds"
+	if _, err := Load(dir, Options{}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("missing graph: %v, want %q", err, want)
+	}
+	ved := filepath.Join(repoRoot(t), "testdata", "models", "tiny-vit-gpt2")
+	if _, err := Load(ved, Options{Task: TaskOD}); err == nil || !strings.Contains(err.Error(), "task <OD> needs a Florence-2 model") {
+		t.Errorf("task on a ViT model: %v", err)
+	}
+	if arch, ok, err := Architecture(ved); arch != "vision-encoder-decoder" || !ok || err != nil {
+		t.Errorf("Architecture(tiny-vit-gpt2) = %q %v %v", arch, ok, err)
+	}
+}
