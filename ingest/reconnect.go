@@ -99,6 +99,11 @@ type Health struct {
 	// says which failure it is where the protocol tells (RTSP: no
 	// connection, 404 for a wrong path, 401 for credentials).
 	LastErr error
+	// Reconnects is set by sources that reopen themselves after outages
+	// (Reconnecting, and a Sampler or Gate around one): a supervisor must
+	// leave reopening them to the source, since whatever error such a source
+	// still returns is one a reopen would not cure.
+	Reconnects bool
 }
 
 // HealthReporter is implemented by sources whose Next blocks through
@@ -189,7 +194,7 @@ func (r *Reconnecting) Down() (bool, time.Time) {
 func (r *Reconnecting) Health() Health {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := Health{Down: r.down, LastErr: r.lastErr}
+	h := Health{Down: r.down, LastErr: r.lastErr, Reconnects: true}
 	if r.down {
 		h.Since = r.downSince
 	}
