@@ -7,163 +7,201 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
 	"lookout/sink"
 )
 
-// deliver receives captioned batches, puts them back into batcher order and
-// writes them to every sink. Batches that are ready together are written in
-// one call per sink. It returns when in is closed and everything was
-// delivered, or on Kill with an error counting undelivered records.
-func (p *Pipeline) deliver(in <-chan *doneBatch) error {
+// deliverer is the last stage: it receives captioned batches from the
+// workers, puts them back into batcher order (which is per-source order,
+// see the package doc), lets Config.Derive see each record (what it
+// returns, the rules' alerts, follows the record), applies the sources'
+// emit policies and writes the records to every sink (a KindFilter sink
+// only its kinds). Batches that are ready together are written in
+// one call per sink. A frame is acknowledged (OnDelivered, the latency
+// metric) only after every sink accepted its records, or when its policy
+// published nothing. A failed write is retried with backoff until it
+// succeeds or hard ends: records are never dropped.
+type deliverer struct {
+	sinks   []*sinkSlot
+	emitter *emitter
+	// derive is Config.Derive: it sees every record before the emit policy,
+	// and what it returns is published right after the record.
+	derive func(rec sink.Record) []sink.Record
+	// onDelivered is Config.OnDelivered.
+	onDelivered func(sourceID string, ptsMillis int64)
+	timeout     time.Duration // one Write or Flush, Config.SinkTimeout
+	retryMin    time.Duration
+	retryMax    time.Duration
+	log         zerolog.Logger
+	limit       *rateLimit
+	records     *prometheus.CounterVec // lookout_records_total{kind}
+	suppressed  *prometheus.CounterVec // lookout_records_suppressed_total{source}
+	latency     prometheus.Observer    // lookout_caption_latency_seconds
+	lost        *losses
+}
+
+// run delivers what arrives on in until in is closed and everything was
+// delivered, or hard ends; then it counts what it still holds as
+// undelivered. It fails only when a write is cut off by hard.
+func (d *deliverer) run(hard context.Context, in <-chan *doneBatch) error {
 	pending := map[uint64]*doneBatch{}
 	var next uint64
-	hard := p.hardCtx.Done()
 	for {
 		select {
-		case d, ok := <-in:
+		case b, ok := <-in:
 			if !ok {
-				for _, d := range pending {
-					p.undelivered.Add(int64(len(d.recs)))
-				}
+				d.lose(pending, nil)
 				return nil
 			}
-			pending[d.seq] = d
-		case <-hard:
-			for _, d := range pending {
-				p.undelivered.Add(int64(len(d.recs)))
-			}
+			pending[b.seq] = b
+		case <-hard.Done():
+			d.lose(pending, nil)
 			return nil
 		}
-		var recs []sink.Record
-		var acks []ack
-		for {
-			d, ok := pending[next]
-			if !ok {
-				break
-			}
+		var ready []*doneBatch
+		for b, ok := pending[next]; ok; b, ok = pending[next] {
 			delete(pending, next)
 			next++
-			for i, r := range d.recs {
-				var derived []sink.Record
-				if p.cfg.Derive != nil {
-					derived = p.cfg.Derive(r)
-				}
-				if r, publish := p.emitter.filter(r, d.emits[i]); publish {
-					recs = append(recs, r)
-				} else {
-					p.m.RecordsSuppressed.WithLabelValues(r.SourceID).Inc()
-				}
-				recs = append(recs, derived...)
+			ready = append(ready, b)
+		}
+		recs, acks := d.publish(ready)
+		if err := d.deliver(hard, recs, acks); err != nil {
+			d.lose(pending, recs)
+			return err
+		}
+	}
+}
+
+// lose counts the records of pending and recs as undelivered.
+func (d *deliverer) lose(pending map[uint64]*doneBatch, recs []sink.Record) {
+	n := len(recs)
+	for _, b := range pending {
+		n += len(b.recs)
+	}
+	d.lost.undelivered.Add(int64(n))
+}
+
+// publish applies the derive hook and the emit policies to the batches'
+// records, in order, and returns the records to write and the frames to
+// acknowledge after.
+func (d *deliverer) publish(batches []*doneBatch) ([]sink.Record, []ack) {
+	var recs []sink.Record
+	var acks []ack
+	for _, b := range batches {
+		for i, r := range b.recs {
+			var derived []sink.Record
+			if d.derive != nil {
+				derived = d.derive(r)
 			}
-			acks = append(acks, d.acks...)
+			if r, ok := d.emitter.filter(r, b.emits[i]); ok {
+				recs = append(recs, r)
+			} else {
+				d.suppressed.WithLabelValues(r.SourceID).Inc()
+			}
+			recs = append(recs, derived...)
 		}
-		if len(recs) == 0 {
-			p.ackAll(acks) // suppressed records still move checkpoints
-			continue
-		}
+		acks = append(acks, b.acks...)
+	}
+	return recs, acks
+}
+
+// deliver writes recs to every sink, then acknowledges acks.
+func (d *deliverer) deliver(hard context.Context, recs []sink.Record, acks []ack) error {
+	if len(recs) > 0 {
 		now := time.Now()
 		for i := range recs {
-			t := recs[i].CaptureTime
-			if !t.IsZero() {
+			if t := recs[i].CaptureTime; !t.IsZero() {
 				recs[i].LatencyMillis.Total = elapsedMillis(now.Sub(t))
 			}
 		}
-		if err := p.writeAll(recs); err != nil {
-			p.undelivered.Add(int64(len(recs)))
-			for _, d := range pending {
-				p.undelivered.Add(int64(len(d.recs)))
-			}
+		if err := d.writeAll(hard, recs); err != nil {
 			return err
 		}
 		for _, r := range recs {
-			p.m.Records.WithLabelValues(r.Kind).Inc()
+			d.records.WithLabelValues(r.Kind).Inc()
 		}
-		p.ackAll(acks)
 	}
-}
-
-// ackAll reports frames whose records every sink has (or that published
-// nothing): latency, and OnDelivered (checkpoints, progress).
-func (p *Pipeline) ackAll(acks []ack) {
 	delivered := time.Now()
-	for _, a := range acks {
-		p.m.CaptionLatency.Observe(delivered.Sub(a.captured).Seconds())
-		if p.cfg.OnDelivered != nil {
-			p.cfg.OnDelivered(a.source, a.pts)
+	for _, a := range acks { // suppressed records move checkpoints too
+		d.latency.Observe(delivered.Sub(a.captured).Seconds())
+		if d.onDelivered != nil {
+			d.onDelivered(a.source, a.pts)
 		}
 	}
+	return nil
 }
 
-// writeAll writes recs to every sink, concurrently, each until it succeeds.
-// It fails only on Kill.
-func (p *Pipeline) writeAll(recs []sink.Record) error {
-	if len(p.sinks) == 1 {
-		if own := p.sinks[0].own(recs, false); len(own) > 0 {
-			return p.writeSink(p.sinks[0], own)
+// writeAll writes recs to every sink, concurrently, each until it succeeds;
+// a KindFilter sink gets only its kinds, and no write without them. It
+// fails only when hard ends.
+func (d *deliverer) writeAll(hard context.Context, recs []sink.Record) error {
+	if len(d.sinks) == 1 {
+		if own := d.sinks[0].own(recs, false); len(own) > 0 {
+			return d.writeSink(hard, d.sinks[0], own)
 		}
 		return nil
 	}
-	errs := make([]error, len(p.sinks))
+	errs := make([]error, len(d.sinks))
 	var wg sync.WaitGroup
-	for i, s := range p.sinks {
+	for i, s := range d.sinks {
 		own := s.own(recs, true) // a sink may reorder or trim its slice
 		if len(own) == 0 {
 			continue
 		}
-		wg.Go(func() { errs[i] = p.writeSink(s, own) })
+		wg.Go(func() { errs[i] = d.writeSink(hard, s, own) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// own returns the records of recs the sink takes: those of the kinds it
-// accepts when it is a KindFilter, else all of them (a copy when asked).
-func (s *sinkSlot) own(recs []sink.Record, copied bool) []sink.Record {
-	f, ok := s.raw.(KindFilter)
-	if !ok {
-		if copied {
-			return append([]sink.Record(nil), recs...)
-		}
-		return recs
-	}
-	var out []sink.Record
-	for _, r := range recs {
-		if f.Accepts(r.Kind) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// writeSink writes recs to one sink, each attempt bounded by SinkTimeout,
-// retrying failures with backoff until success or Kill. Failures are
+// writeSink writes recs to one sink, each attempt bounded by timeout,
+// retrying failures with backoff until success or hard ends. Failures are
 // counted (by the metered sink), logged once per LogInterval and reported
 // by Ready until a write succeeds.
-func (p *Pipeline) writeSink(s *sinkSlot, recs []sink.Record) error {
-	bo := newBackoff(p.cfg.SinkRetryMin, p.cfg.SinkRetryMax, DefaultRestartJitter)
+func (d *deliverer) writeSink(hard context.Context, s *sinkSlot, recs []sink.Record) error {
+	bo := newBackoff(d.retryMin, d.retryMax, DefaultRestartJitter)
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(p.hardCtx, p.cfg.SinkTimeout)
+		ctx, cancel := context.WithTimeout(hard, d.timeout)
 		err := s.s.Write(ctx, recs)
 		cancel()
 		if err == nil {
 			if s.setErr(nil) {
-				p.limit.forget("sink/" + s.name)
-				p.log.Info().Str("sink", s.name).Int("attempts", attempt).Msg("sink recovered")
+				d.limit.forget("sink/" + s.name)
+				d.log.Info().Str("sink", s.name).Int("attempts", attempt).Msg("sink recovered")
 			}
 			return nil
 		}
-		if p.hardCtx.Err() != nil {
+		if hard.Err() != nil {
 			return fmt.Errorf("sink %s: %d records not written at kill: %w", s.name, len(recs), err)
 		}
 		s.setErr(err)
 		delay := bo.Next()
-		if ok, held := p.limit.allow("sink/" + s.name); ok {
-			p.log.Error().Err(err).Str("sink", s.name).Int("records", len(recs)).Int("attempt", attempt).
+		if ok, held := d.limit.allow("sink/" + s.name); ok {
+			d.log.Error().Err(err).Str("sink", s.name).Int("records", len(recs)).Int("attempt", attempt).
 				Int("failures_held_back", held).Int64("retry_in_ms", delay.Milliseconds()).
 				Msg("sink write failed; retrying (records are kept, the pipeline waits)")
 		}
-		if !sleep(p.hardCtx, delay) {
+		if !sleep(hard, delay) {
 			return fmt.Errorf("sink %s: %d records not written at kill: %w", s.name, len(recs), err)
 		}
 	}
+}
+
+// flush flushes every sink, each bounded by timeout.
+func (d *deliverer) flush(hard context.Context) error {
+	errs := make([]error, len(d.sinks))
+	var wg sync.WaitGroup
+	for i, s := range d.sinks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(hard, d.timeout)
+			defer cancel()
+			if err := s.s.Flush(ctx); err != nil {
+				errs[i] = fmt.Errorf("flush sink %s: %w", s.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

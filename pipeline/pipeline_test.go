@@ -639,7 +639,7 @@ func TestReadyReportsSinkReadier(t *testing.T) {
 	h.p = New(Config{}, h.capt, []sink.Sink{s}, h.p.log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := h.run(ctx)
-	waitFor(t, "workers", 2*time.Second, func() bool { return h.p.workersUp.Load() > 0 })
+	waitFor(t, "workers", 2*time.Second, func() bool { return h.p.workers.up.Load() > 0 })
 	if err := h.p.Ready(); err == nil || !strings.Contains(err.Error(), "sink kafka is not ready: no broker reachable") {
 		t.Errorf("Ready() = %v", err)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"lookout/ingest"
 )
@@ -14,7 +16,7 @@ import (
 // queued is one sampled frame waiting to be captioned.
 type queued struct {
 	frame    ingest.Frame
-	src      *sourceEntry
+	src      *sourceInfo
 	enqueued time.Time
 	// run names the opening of a live source the frame came from (empty
 	// for replays); it keeps live record ids unique across restarts.
@@ -22,6 +24,60 @@ type queued struct {
 }
 
 var errQueueClosed = errors.New("source queue closed")
+
+// sourceInfo is what the stages after the queue know of a frame's source;
+// it does not change while the source exists.
+type sourceInfo struct {
+	spec SourceSpec
+	log  zerolog.Logger
+}
+
+// losses counts what a Kill cost, for Run's error. Each stage that gives
+// up a frame or a record at a Kill adds to it.
+type losses struct {
+	uncaptioned atomic.Int64 // frames discarded or whose Caption call was cut off
+	undelivered atomic.Int64 // records not written to every sink
+}
+
+// dropper releases frames that will not be captioned and counts them in
+// lookout_source_frames_dropped_total by reason (overflow, removed,
+// killed); killed frames are also losses.
+type dropper struct {
+	// release closes a frame's image. It is read at each call, so that tests
+	// can count releases through Pipeline.release.
+	release func(*ingest.Frame)
+	dropped *prometheus.CounterVec
+	lost    *losses
+	// limit and interval: overflow logs once per interval per source.
+	limit    *rateLimit
+	interval time.Duration
+}
+
+// overflow discards a live frame pushed out of a full queue (the queue's
+// onDrop) and logs once per interval per source.
+func (d dropper) overflow(it queued) {
+	d.discard(it, "overflow")
+	if ok, held := d.limit.allow("drop/" + it.src.spec.ID); ok {
+		it.src.log.Warn().Int("dropped", held+1).Int64("interval_ms", d.interval.Milliseconds()).
+			Msg("live source queue full: dropping oldest frames (captioning is slower than the source)")
+	}
+}
+
+// discard releases it and counts it under reason.
+func (d dropper) discard(it queued, reason string) {
+	d.release(&it.frame)
+	d.dropped.WithLabelValues(it.src.spec.ID, reason).Inc()
+	if reason == "killed" {
+		d.lost.uncaptioned.Add(1)
+	}
+}
+
+// discardAll drains q and discards what it held.
+func (d dropper) discardAll(q *frameQueue, reason string) {
+	for _, it := range q.drain() {
+		d.discard(it, reason)
+	}
+}
 
 // frameQueue is one source's bounded FIFO of sampled frames. One goroutine
 // (the source's runner) pushes; the batcher pops. Policy when full: a live
@@ -105,12 +161,14 @@ func (q *frameQueue) pop() (queued, bool) {
 	return it, true
 }
 
-// close refuses further pushes; queued frames stay for pop or drain.
+// close refuses further pushes; queued frames stay for pop or drain. It
+// wakes the batcher, which forgets a queue once it is closed and empty.
 func (q *frameQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
 	signal(q.space)
+	signal(q.wake)
 }
 
 // drain closes the queue and removes every queued frame.

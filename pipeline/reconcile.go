@@ -47,7 +47,7 @@ func (p *Pipeline) Reconcile(want []Desired) (added, removed, restarted []string
 	p.mu.Lock()
 	current := make(map[string]have, len(p.sources))
 	for id, e := range p.sources {
-		current[id] = have{version: e.version, live: e.spec.Live}
+		current[id] = have{version: e.version, live: e.info.spec.Live}
 	}
 	p.mu.Unlock()
 

@@ -13,7 +13,7 @@ import (
 // different Florence-2 tasks: one captioner call per task (first-seen order),
 // the results put back in the batch's order. A batch without tasks is one
 // plain Caption call.
-func (p *Pipeline) captionTasks(ctx context.Context, images []gocv.Mat, tasks []string) ([]inference.Result, error) {
+func (w *workerPool) captionTasks(ctx context.Context, images []gocv.Mat, tasks []string) ([]inference.Result, error) {
 	var order []string
 	groups := map[string][]int{}
 	for i, t := range tasks {
@@ -23,11 +23,11 @@ func (p *Pipeline) captionTasks(ctx context.Context, images []gocv.Mat, tasks []
 		groups[t] = append(groups[t], i)
 	}
 	if len(order) == 1 && order[0] == "" {
-		return p.capt.Caption(ctx, images)
+		return w.capt.Caption(ctx, images)
 	}
-	tc, ok := p.capt.(inference.TaskCaptioner)
+	tc, ok := w.capt.(inference.TaskCaptioner)
 	if !ok {
-		return nil, fmt.Errorf("captioner %s does not run tasks", p.model)
+		return nil, fmt.Errorf("captioner %s does not run tasks", w.records.model)
 	}
 	out := make([]inference.Result, len(images))
 	for _, t := range order {
@@ -41,7 +41,7 @@ func (p *Pipeline) captionTasks(ctx context.Context, images []gocv.Mat, tasks []
 			return nil, err
 		}
 		if len(res) != len(sub) {
-			return nil, fmt.Errorf("captioner %s returned %d results for %d images", p.model, len(res), len(sub))
+			return nil, fmt.Errorf("captioner %s returned %d results for %d images", w.records.model, len(res), len(sub))
 		}
 		for j, i := range idx {
 			out[i] = res[j]
@@ -55,7 +55,7 @@ func (p *Pipeline) checkTask(spec SourceSpec) error {
 	if spec.Task == "" {
 		return nil
 	}
-	if tc, ok := p.capt.(inference.TaskCaptioner); ok && tc.SupportsTask(spec.Task) {
+	if tc, ok := p.workers.capt.(inference.TaskCaptioner); ok && tc.SupportsTask(spec.Task) {
 		return nil
 	}
 	return fmt.Errorf("pipeline: source %s: task %s needs a Florence-2 model; model %s does not run it", spec.ID, spec.Task, p.model)

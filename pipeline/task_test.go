@@ -45,7 +45,7 @@ func TestCaptionTasksGroupsByTask(t *testing.T) {
 		defer m.Close()
 		images = append(images, m)
 	}
-	res, err := p.captionTasks(context.Background(), images, []string{"<OD>", "", "<OD>", "<OCR>"})
+	res, err := p.workers.captionTasks(context.Background(), images, []string{"<OD>", "", "<OD>", "<OCR>"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,18 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"lookout/inference"
+	"lookout/ingest"
 	"lookout/sink"
 )
 
@@ -27,115 +33,168 @@ type ack struct {
 	captured time.Time
 }
 
-// worker captions batches until work is closed or Kill.
-func (p *Pipeline) worker(work <-chan *batch, out chan<- *doneBatch) {
-	hard := p.hardCtx.Done()
+// workerPool is the stage between the batcher and the deliverer: n
+// workers, each taking a batch, captioning it with one Caption call and
+// handing its records on, so up to n Caption calls run at once. It always
+// releases the batch's frames. Errors: a failed batch call is retried
+// frame by frame, so that one bad image does not cost the others their
+// captions; a frame that still fails is counted
+// (lookout_caption_failures_total), logged once per LogInterval, and gives
+// no record (its gap record, if any, is still made). When a call fails for
+// every frame of its batch, failedOutright is set until a call succeeds
+// (Ready reports it).
+type workerPool struct {
+	n       int
+	capt    inference.Captioner // metered
+	records recordMaker
+	// onCaptioned is Config.OnCaptioned.
+	onCaptioned func(rec sink.Record, img gocv.Mat)
+	release     func(*ingest.Frame) // read at each call, see dropper
+	log         zerolog.Logger
+	limit       *rateLimit
+	failures    *prometheus.CounterVec // lookout_caption_failures_total
+	queueWait   prometheus.Observer    // lookout_stage_latency_seconds{stage=queue}
+	lost        *losses
+
+	up             atomic.Int32 // workers running
+	failedOutright atomic.Bool  // the last Caption call failed for every frame
+	failed         atomic.Int64 // frames that could not be captioned
+}
+
+// run starts the workers and returns once all ended (in is closed and
+// drained, or hard ended), closing out. A worker cut off by hard counts
+// the records it held as undelivered.
+func (w *workerPool) run(hard context.Context, in <-chan *batch, out chan<- *doneBatch) {
+	var wg sync.WaitGroup
+	w.up.Add(int32(w.n))
+	for range w.n {
+		wg.Go(func() {
+			defer w.up.Add(-1)
+			w.work(hard, in, out)
+		})
+	}
+	wg.Wait()
+	close(out)
+}
+
+func (w *workerPool) work(hard context.Context, in <-chan *batch, out chan<- *doneBatch) {
 	for {
 		var b *batch
-		var ok bool
 		select {
-		case b, ok = <-work:
+		case next, ok := <-in:
 			if !ok {
 				return
 			}
-		case <-hard:
+			b = next
+		case <-hard.Done():
 			return
 		}
-		d := p.caption(b)
+		d := w.caption(hard, b)
 		select {
 		case out <- d:
-		case <-hard:
-			p.undelivered.Add(int64(len(d.recs)))
+		case <-hard.Done():
+			w.lost.undelivered.Add(int64(len(d.recs)))
 			return
 		}
 	}
 }
 
 // caption runs b through the captioner and builds its records; it always
-// releases b's frames. When the batch call fails, each frame is retried
-// alone, so that one bad image does not cost the others their captions;
-// frames that still fail are counted and logged, and give no record.
-func (p *Pipeline) caption(b *batch) *doneBatch {
+// releases b's frames.
+func (w *workerPool) caption(hard context.Context, b *batch) *doneBatch {
 	defer func() {
 		for i := range b.items {
-			p.release(&b.items[i].frame)
+			w.release(&b.items[i].frame)
 		}
 	}()
 	start := time.Now()
-	images := make([]gocv.Mat, len(b.items))
-	for i, it := range b.items {
-		images[i] = it.frame.Image
-	}
-	results := make([]*inference.Result, len(b.items))
-	tasks := make([]string, len(b.items))
-	for i, it := range b.items {
-		tasks[i] = it.src.spec.Task
-	}
-	res, err := p.captionTasks(p.hardCtx, images, tasks)
-	if err == nil && len(res) != len(images) {
-		err = fmt.Errorf("captioner %s returned %d results for %d images", p.model, len(res), len(images))
-	}
-	if err == nil {
-		for i := range res {
-			results[i] = &res[i]
-		}
-		p.captionFailed.Store(false)
-	} else if p.hardCtx.Err() == nil {
-		if ok, held := p.limit.allow("caption"); ok {
-			p.log.Warn().Err(err).Int("batch", len(images)).Int("held_back", held).
-				Msg("caption batch failed; retrying its frames one by one")
-		}
-		ok := 0
-		for i := range images {
-			r, err := p.captionTasks(p.hardCtx, images[i:i+1], tasks[i:i+1])
-			if err == nil && len(r) == 1 {
-				results[i] = &r[0]
-				ok++
-				continue
-			}
-			if p.hardCtx.Err() != nil {
-				break
-			}
-			if err == nil {
-				err = fmt.Errorf("captioner %s returned %d results for 1 image", p.model, len(r))
-			}
-			it := b.items[i]
-			p.m.CaptionFailures.WithLabelValues(it.src.spec.ID).Inc()
-			p.captionFailures.Add(1)
-			if allow, held := p.limit.allow("caption/" + it.src.spec.ID); allow {
-				it.src.log.Error().Err(err).Int64("seq", it.frame.Seq).Int64("pts_ms", it.frame.PTS.Milliseconds()).
-					Int("held_back", held).Msg("captioning a frame failed: no record for it")
-			}
-		}
-		p.captionFailed.Store(ok == 0)
-	}
-
+	results := w.results(hard, b)
 	d := &doneBatch{seq: b.seq}
-	queueStage := p.m.StageLatency.WithLabelValues("queue")
 	for i, it := range b.items {
 		if it.frame.Gap {
 			// The outage is news even when the frame's caption failed.
-			d.recs = append(d.recs, p.gapRecord(it))
+			d.recs = append(d.recs, w.records.gap(it))
 			d.emits = append(d.emits, it.src.spec.Emit)
 		}
 		r := results[i]
 		if r == nil {
-			if p.hardCtx.Err() != nil {
-				p.uncaptioned.Add(1)
+			if hard.Err() != nil {
+				w.lost.uncaptioned.Add(1)
 			}
 			continue
 		}
 		wait := start.Sub(it.enqueued)
-		queueStage.Observe(wait.Seconds())
-		rec := p.captionRecord(it, r, wait)
-		if p.cfg.OnCaptioned != nil {
-			p.cfg.OnCaptioned(rec, it.frame.Image)
+		w.queueWait.Observe(wait.Seconds())
+		rec := w.records.caption(it, r, wait)
+		if w.onCaptioned != nil {
+			w.onCaptioned(rec, it.frame.Image)
 		}
 		d.recs = append(d.recs, rec)
 		d.emits = append(d.emits, it.src.spec.Emit)
 		d.acks = append(d.acks, ack{source: it.src.spec.ID, pts: it.frame.PTS.Milliseconds(), captured: captured(it)})
 	}
 	return d
+}
+
+// results captions b's images, one result per frame, nil where captioning
+// failed: first as one batch, then, if that call fails, frame by frame.
+func (w *workerPool) results(hard context.Context, b *batch) []*inference.Result {
+	images := make([]gocv.Mat, len(b.items))
+	tasks := make([]string, len(b.items))
+	for i, it := range b.items {
+		images[i], tasks[i] = it.frame.Image, it.src.spec.Task
+	}
+	results := make([]*inference.Result, len(b.items))
+	res, err := w.call(hard, images, tasks)
+	if err == nil {
+		for i := range res {
+			results[i] = &res[i]
+		}
+		w.failedOutright.Store(false)
+		return results
+	}
+	if hard.Err() != nil {
+		return results
+	}
+	if ok, held := w.limit.allow("caption"); ok {
+		w.log.Warn().Err(err).Int("batch", len(images)).Int("held_back", held).
+			Msg("caption batch failed; retrying its frames one by one")
+	}
+	ok := 0
+	for i := range images {
+		r, err := w.call(hard, images[i:i+1], tasks[i:i+1])
+		if err == nil {
+			results[i] = &r[0]
+			ok++
+			continue
+		}
+		if hard.Err() != nil {
+			break
+		}
+		w.frameFailed(b.items[i], err)
+	}
+	w.failedOutright.Store(ok == 0)
+	return results
+}
+
+// call captions images, each with its source's task (one captioner call
+// per task, see captionTasks), and must give one result per image.
+func (w *workerPool) call(hard context.Context, images []gocv.Mat, tasks []string) ([]inference.Result, error) {
+	res, err := w.captionTasks(hard, images, tasks)
+	if err == nil && len(res) != len(images) {
+		err = fmt.Errorf("captioner %s returned %d results for %d images", w.records.model, len(res), len(images))
+	}
+	return res, err
+}
+
+// frameFailed counts and logs a frame that has no caption.
+func (w *workerPool) frameFailed(it queued, err error) {
+	w.failures.WithLabelValues(it.src.spec.ID).Inc()
+	w.failed.Add(1)
+	if allow, held := w.limit.allow("caption/" + it.src.spec.ID); allow {
+		it.src.log.Error().Err(err).Int64("seq", it.frame.Seq).Int64("pts_ms", it.frame.PTS.Milliseconds()).
+			Int("held_back", held).Msg("captioning a frame failed: no record for it")
+	}
 }
 
 // captured is the frame's capture time, or its enqueue time when the source
@@ -145,56 +204,4 @@ func captured(it queued) time.Time {
 		return it.enqueued
 	}
 	return it.frame.CaptureTime
-}
-
-// baseRecord holds the fields every record of the frame shares.
-func (p *Pipeline) baseRecord(it queued) sink.Record {
-	f := it.frame
-	return sink.Record{
-		SchemaVersion: sink.SchemaVersion,
-		SourceID:      it.src.spec.ID,
-		Labels:        it.src.spec.Labels,
-		Seq:           f.Seq,
-		PTSMillis:     f.PTS.Milliseconds(),
-		Run:           it.run,
-		CaptureTime:   f.CaptureTime,
-		Model:         p.model,
-		ModelDigest:   p.digest,
-	}
-}
-
-// gapRecord marks the frame as the first after an outage; it precedes the
-// frame's caption record.
-func (p *Pipeline) gapRecord(it queued) sink.Record {
-	g := p.baseRecord(it)
-	g.Kind = sink.KindGap
-	g.ID = sink.RecordID(g.SourceID, g.Run, g.PTSMillis, p.digest, sink.KindGap)
-	g.GapMillis = it.frame.GapDuration.Milliseconds()
-	return g
-}
-
-// captionRecord is the frame's caption. Latency.Total is set at delivery.
-func (p *Pipeline) captionRecord(it queued, r *inference.Result, wait time.Duration) sink.Record {
-	c := p.baseRecord(it)
-	c.Kind = sink.KindCaption
-	c.ID = sink.RecordID(c.SourceID, c.Run, c.PTSMillis, p.digest, sink.KindCaption)
-	c.Caption = r.Caption
-	c.Confidence = sink.ConfidenceFromMeanLogProb(r.MeanLogProb)
-	for _, o := range r.Objects {
-		c.Objects = append(c.Objects, sink.Object{Label: o.Label, Box: o.Box})
-	}
-	c.OCR = r.OCR
-	if len(r.Attributes) > 0 {
-		c.Attributes = make(map[string]sink.Attr, len(r.Attributes))
-		for k, a := range r.Attributes {
-			c.Attributes[k] = sink.Attr{Value: a.Value, Prob: a.Prob}
-		}
-	}
-	c.LatencyMillis = sink.Latency{
-		Queue:      elapsedMillis(wait),
-		Preprocess: elapsedMillis(r.Timings.Preprocess),
-		Encode:     elapsedMillis(r.Timings.Encode),
-		Decode:     elapsedMillis(r.Timings.Decode),
-	}
-	return c
 }
