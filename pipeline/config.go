@@ -40,7 +40,8 @@ type Config struct {
 	SinkRetryMax time.Duration
 
 	// RestartBackoffMin and RestartBackoffMax bound the exponential backoff
-	// between reopens of a failed source. The backoff starts again from
+	// between reopens of a failed source by the pipeline (not the reconnects
+	// of a live source's own reader, see the package doc). The backoff starts again from
 	// RestartBackoffMin once the source delivers a frame. Defaults 500ms and
 	// 30s.
 	RestartBackoffMin time.Duration
@@ -198,10 +199,13 @@ type SourceSpec struct {
 	Labels map[string]string
 	// Live selects the queue policy and the failure policy. Live sources
 	// (rtsp, device, synth) drop their oldest queued frame when the queue is
-	// full and are restarted after any failure. Replays (Live false) block
-	// when the queue is full, losing nothing, and end for good on a fatal
-	// (not ErrTransient) error, which Run then reports: a corrupt file fails
-	// the same way on every reopen.
+	// full and are reopened after any failure: by their reader when it
+	// reconnects by itself (ingest.Reconnecting; the pipeline then never
+	// reopens it, and an error the reader returns ends the source as
+	// failed), else by the pipeline. Replays (Live false) block when the
+	// queue is full, losing nothing, and end for good on a fatal (not
+	// ErrTransient) error, which Run then reports: a corrupt file fails the
+	// same way on every reopen. See the package doc for who restarts what.
 	Live bool
 	// Emit says which caption records are published. Default: every one.
 	Emit Emit

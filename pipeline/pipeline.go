@@ -35,11 +35,21 @@
 //     pipeline (live sources then drop, replays wait) instead of losing
 //     records. OnDelivered follows only once every sink accepted.
 //
-// Restarts: the source runner reopens a failed source with
-// Config.RestartBackoffMin..Max: a replay only after an error wrapping
-// ingest.ErrTransient, a live source after any failure; each reopen is a
-// new run. A live source's reader (ingest.Reconnecting) also reconnects on
-// its own.
+// Who restarts a source: exactly one layer per source. A live source opened
+// through ingest.Reconnecting (every live source of lookout run and
+// lookout caption) is reconnected by its reader, never by the pipeline:
+// the reader knows the transport (a stuck stream, failed reads), keeps one
+// Seq and PTS numbering across reopens and marks the first frame after an
+// outage as a gap, reports the outage (state reconnecting, outage metrics)
+// while its Next waits, and retries a camera sooner (250 ms to 5 s) than a
+// pipeline restart would (500 ms to 30 s). A pipeline restart would start a
+// new run with PTS from 0 and hide the outage. What such a source still
+// returns is an error no reopen cures (or its first open failing in a
+// one-shot command), so the source ends as failed. The runner reopens,
+// with Config.RestartBackoffMin..Max, only sources that cannot reopen
+// themselves: a replay after an error wrapping ingest.ErrTransient, and a
+// live source without a reader of its own (see ingest.Health.Reconnects)
+// after any failure; each reopen is a new run.
 package pipeline
 
 import (
@@ -208,8 +218,9 @@ func (p *Pipeline) Ready() error {
 // Config.ExitWhenSourcesDone, every source has ended), then shuts down
 // gracefully: sources stop, queued frames are captioned, records are
 // delivered, sinks are flushed. Kill makes it stop at once. Run may be
-// called once. It returns the joined errors of replays that failed
-// fatally, of the final flushes, of a Kill that lost frames or records,
+// called once. It returns the joined errors of sources that failed for
+// good (a replay's fatal error, a live source's error its reader does not
+// retry), of the final flushes, of a Kill that lost frames or records,
 // and, with ExitWhenSourcesDone, of frames the captioner failed on; nil
 // after a clean shutdown.
 func (p *Pipeline) Run(ctx context.Context) error {

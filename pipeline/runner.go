@@ -119,7 +119,7 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			r.state.restarted()
 		}
 		r.state.set(StateOpening, nil)
-		err := r.once(ctx, bo)
+		reconnects, err := r.once(ctx, bo)
 		switch {
 		case err == nil:
 			r.state.set(StateDone, nil)
@@ -129,18 +129,22 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			r.state.set(StateStopped, nil)
 			return nil
 		}
-		if !r.reopens(err) {
+		if !r.reopens(err, reconnects) {
 			return err
 		}
 	}
 }
 
-// once opens the source and reads it to its end (nil) or failure.
-func (r *sourceRunner) once(ctx context.Context, bo *backoff) error {
+// once opens the source and reads it to its end (nil) or failure. It
+// reports whether the source reconnects by itself.
+func (r *sourceRunner) once(ctx context.Context, bo *backoff) (reconnects bool, err error) {
 	id := r.info.spec.ID
 	src, err := r.open(ctx)
 	if err != nil {
-		return fmt.Errorf("source %s: open: %w", id, err)
+		return false, fmt.Errorf("source %s: open: %w", id, err)
+	}
+	if h, ok := src.(ingest.HealthReporter); ok {
+		reconnects = h.Health().Reconnects
 	}
 	r.state.watch(src)
 	err = r.read(ctx, meteredSource{Source: src, received: r.cfg.received}, bo, newRun(r.info.spec.Live))
@@ -151,14 +155,25 @@ func (r *sourceRunner) once(ctx context.Context, bo *backoff) error {
 	if err != nil {
 		err = fmt.Errorf("source %s: %w", id, err)
 	}
-	return err
+	return reconnects, err
 }
 
 // reopens decides, and logs, whether the runner reopens its source after
-// err: a replay only after ErrTransient (a corrupt file fails the same way
-// on every reopen), a live source after any failure.
-func (r *sourceRunner) reopens(err error) bool {
-	if !r.info.spec.Live && !errors.Is(err, ingest.ErrTransient) {
+// err. It owns restarts of replays and of live sources that do not
+// reconnect by themselves: a replay is reopened only after ErrTransient (a
+// corrupt file fails the same way on every reopen), a bare live source
+// after any failure. A live source that reconnects by itself
+// (ingest.Reconnecting, see ingest.Health.Reconnects) already retried
+// everything a reopen may cure, so the runner never reopens it: what it
+// returns ends it as failed.
+func (r *sourceRunner) reopens(err error, reconnects bool) bool {
+	live := r.info.spec.Live
+	switch {
+	case live && reconnects:
+		r.state.set(StateFailed, err)
+		r.info.log.Error().Err(err).Msg("live source failed with an error its reader does not retry; not reopening it (fix it, then reload or re-add the source)")
+		return false
+	case !live && !errors.Is(err, ingest.ErrTransient):
 		r.state.set(StateFailed, err)
 		r.info.log.Error().Err(err).Msg("replay failed; not retrying (the same input would fail again)")
 		return false

@@ -119,7 +119,8 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 			}
 			// Open every input once before the model loads, so that a missing
 			// or undecodable file or an unreachable camera is one error line
-			// (the pipeline would retry a live source for ever).
+			// at once rather than after the model load (the pipeline would
+			// end such a source as failed too: FailFirstOpen).
 			for _, s := range cfg.Sources {
 				if err := probeInput(cmd.Context(), s.URI); err != nil {
 					return err
