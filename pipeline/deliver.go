@@ -137,20 +137,24 @@ func (d *deliverer) deliver(hard context.Context, recs []sink.Record, acks []ack
 // a KindFilter sink gets only its kinds, and no write without them. It
 // fails only when hard ends.
 func (d *deliverer) writeAll(hard context.Context, recs []sink.Record) error {
-	if len(d.sinks) == 1 {
-		if own := d.sinks[0].own(recs, false); len(own) > 0 {
-			return d.writeSink(hard, d.sinks[0], own)
+	copied := len(d.sinks) > 1 // a sink may reorder or trim its slice
+	return d.eachSink(func(s *sinkSlot) error {
+		if own := s.own(recs, copied); len(own) > 0 {
+			return d.writeSink(hard, s, own)
 		}
 		return nil
+	})
+}
+
+// eachSink calls fn for every sink, concurrently, and joins the errors.
+func (d *deliverer) eachSink(fn func(*sinkSlot) error) error {
+	if len(d.sinks) == 1 {
+		return fn(d.sinks[0])
 	}
 	errs := make([]error, len(d.sinks))
 	var wg sync.WaitGroup
 	for i, s := range d.sinks {
-		own := s.own(recs, true) // a sink may reorder or trim its slice
-		if len(own) == 0 {
-			continue
-		}
-		wg.Go(func() { errs[i] = d.writeSink(hard, s, own) })
+		wg.Go(func() { errs[i] = fn(s) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -191,17 +195,12 @@ func (d *deliverer) writeSink(hard context.Context, s *sinkSlot, recs []sink.Rec
 
 // flush flushes every sink, each bounded by timeout.
 func (d *deliverer) flush(hard context.Context) error {
-	errs := make([]error, len(d.sinks))
-	var wg sync.WaitGroup
-	for i, s := range d.sinks {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(hard, d.timeout)
-			defer cancel()
-			if err := s.s.Flush(ctx); err != nil {
-				errs[i] = fmt.Errorf("flush sink %s: %w", s.name, err)
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return d.eachSink(func(s *sinkSlot) error {
+		ctx, cancel := context.WithTimeout(hard, d.timeout)
+		defer cancel()
+		if err := s.s.Flush(ctx); err != nil {
+			return fmt.Errorf("flush sink %s: %w", s.name, err)
+		}
+		return nil
+	})
 }

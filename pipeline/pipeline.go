@@ -72,7 +72,6 @@ import (
 type Pipeline struct {
 	cfg    Config
 	cfgErr error
-	capt   inference.Captioner
 	model  string
 	sinks  []*sinkSlot
 	log    zerolog.Logger
@@ -142,23 +141,24 @@ func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerol
 	m.states.list.Store(&sources)
 	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
 	p.srcCtx, p.srcCancel = context.WithCancel(context.Background())
-	var digest string
-	if captioner != nil {
-		p.capt = meteredCaptioner{Captioner: captioner, m: m}
-		p.model, digest = captioner.Name(), captioner.Digest()
-	}
-	p.wire(digest)
+	p.wire(captioner)
 	return p
 }
 
 // wire builds the stages.
-func (p *Pipeline) wire(digest string) {
+func (p *Pipeline) wire(captioner inference.Captioner) {
 	c, m := p.cfg, p.m
+	var capt inference.Captioner
+	var digest string
+	if captioner != nil {
+		capt = meteredCaptioner{Captioner: captioner, m: m}
+		p.model, digest = captioner.Name(), captioner.Digest()
+	}
 	limit := newRateLimit(c.LogInterval)
 	release := func(f *ingest.Frame) { p.release(f) }
 	p.drop = dropper{release: release, dropped: m.FramesDropped, lost: p.lost, limit: limit, interval: c.LogInterval}
 	p.batcher = newBatcher(c.MaxBatch, c.MaxWait, p.drop)
-	p.workers = &workerPool{n: c.Workers, capt: p.capt, records: recordMaker{model: p.model, digest: digest},
+	p.workers = &workerPool{n: c.Workers, capt: capt, records: recordMaker{model: p.model, digest: digest},
 		onCaptioned: c.OnCaptioned, release: release, log: p.log, limit: limit,
 		failures: m.CaptionFailures, queueWait: m.StageLatency.WithLabelValues("queue"), lost: p.lost}
 	p.deliverer = &deliverer{sinks: p.sinks, emitter: newEmitter(), derive: c.Derive, onDelivered: c.OnDelivered,
@@ -250,7 +250,7 @@ func (p *Pipeline) begin() error {
 	switch {
 	case p.cfgErr != nil:
 		return p.cfgErr
-	case p.capt == nil:
+	case p.workers.capt == nil:
 		return errors.New("pipeline: no captioner: pass one to New")
 	case len(p.sinks) == 0:
 		return errors.New("pipeline: no sink: pass at least one to New")
