@@ -49,7 +49,8 @@
 // with Config.RestartBackoffMin..Max, only sources that cannot reopen
 // themselves: a replay after an error wrapping ingest.ErrTransient, and a
 // live source without a reader of its own (see ingest.Health.Reconnects)
-// after any failure; each reopen is a new run.
+// after any failure, as well as a live source whose open function failed (no
+// reader exists yet); each reopen is a new run.
 package pipeline
 
 import (
