@@ -40,7 +40,7 @@ func newDeliverKit(t *testing.T, sinks ...*fakeSink) *deliverKit {
 			k.acked = append(k.acked, fmt.Sprintf("%s/%d", src, pts))
 		},
 		timeout: time.Second, retryMin: time.Millisecond, retryMax: 5 * time.Millisecond,
-		log: zerolog.Nop(), limit: newRateLimit(time.Second), records: k.m.Records,
+		log: zerolog.Nop(), limit: k.drop.limit, records: k.m.Records,
 		suppressed: k.m.RecordsSuppressed, latency: k.m.CaptionLatency, lost: k.lost}
 	go func() { k.ended <- k.d.run(context.Background(), k.in) }()
 	return k

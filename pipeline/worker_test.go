@@ -28,7 +28,7 @@ type poolKit struct {
 func newPoolKit(t *testing.T, n int, capt *fakeCaptioner) *poolKit {
 	k := &poolKit{stageKit: newStageKit(t), capt: capt, in: make(chan *batch), out: make(chan *doneBatch), ended: make(chan struct{})}
 	k.pool = &workerPool{n: n, capt: capt, records: recordMaker{model: "fake-model", digest: "sha256:fake"},
-		release: k.drop.release, log: zerolog.Nop(), limit: newRateLimit(time.Second),
+		release: k.drop.release, log: zerolog.Nop(), limit: k.drop.limit,
 		failures: k.m.CaptionFailures, queueWait: k.m.StageLatency.WithLabelValues("queue"), lost: k.lost}
 	go func() {
 		defer close(k.ended)
