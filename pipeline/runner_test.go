@@ -259,3 +259,29 @@ func TestRunnerReopensSourcesThatCannotReopenThemselves(t *testing.T) {
 		})
 	}
 }
+
+// Through the whole pipeline: the self-reconnecting source's final error
+// shows in Sources and is returned by Run, and the other source flows on.
+func TestRunReportsALiveSourceItsReaderGaveUpOn(t *testing.T) {
+	h := newHarness(t, Config{MaxWait: 2 * time.Millisecond, ExitWhenSourcesDone: true}, nil)
+	h.add(t, &fakeSource{idx: 0, n: 20, interval: time.Millisecond}, nil)
+	var opens atomic.Int32
+	if err := h.p.AddSource(SourceSpec{ID: "cam", Live: true}, func(context.Context) (ingest.Source, error) {
+		opens.Add(1)
+		return &selfHealing{fakeSource{idx: 1, live: true, n: -1, failAfter: 3, failErr: errors.New("unsupported codec"), emitted: &h.emitted}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err, ok := h.run(context.Background())(5 * time.Second)
+	if !ok || err == nil || !strings.Contains(err.Error(), "source cam: next frame: unsupported codec") {
+		t.Fatalf("Run: ended %v, err %v; want the reader's error", ok, err)
+	}
+	if opens.Load() != 1 || value(t, h.m.SourceRestarts.WithLabelValues("cam")) != 0 {
+		t.Errorf("cam opened %d times, restarts %v: the pipeline reopened a self-reconnecting source", opens.Load(), value(t, h.m.SourceRestarts.WithLabelValues("cam")))
+	}
+	st := h.p.Sources()
+	if st[0].ID != "cam" || st[0].State != StateFailed || h.sinks[0].count("src0") != 20 || h.sinks[0].count("cam") != 3 {
+		t.Errorf("Sources() = %+v; records src0 %d, cam %d; want cam failed, 20 and 3", st, h.sinks[0].count("src0"), h.sinks[0].count("cam"))
+	}
+	h.checkReleased(t)
+}
