@@ -7,7 +7,8 @@
 //     (below), and keeps its state for Sources and Ready.
 //   - batcher (batcher.go): forms cross-source batches from the queues.
 //   - workerPool (worker.go): captions batches, Config.Workers at a time.
-//   - deliverer (deliver.go): per-source order, emit policy, sinks, acks.
+//   - deliverer (deliver.go): per-source order, the Derive hook (rules),
+//     emit policy, sinks, acks.
 //
 // Pipeline itself keeps the lifecycle (Run, Stop, Kill, Ready) and the
 // source registry (AddSource, RemoveSource, Reconcile, Sources); it wires
