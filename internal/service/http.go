@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"lookout/internal/config"
+	"lookout/internal/now"
+	"lookout/internal/statuspage"
 )
 
 // sourceManager is what the HTTP API needs from the running service.
@@ -34,8 +35,11 @@ type opsServer struct {
 	ln  net.Listener
 }
 
-func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (string, error), mgr sourceManager, log zerolog.Logger) (*opsServer, error) {
+func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (string, error), mgr sourceManager,
+	page statuspage.Config, log zerolog.Logger) (*opsServer, error) {
 	mux := http.NewServeMux()
+	page.Token, page.Logger = token, log
+	statuspage.Register(mux, page)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -47,7 +51,7 @@ func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (
 		fmt.Fprintln(w, "ready")
 		fmt.Fprint(w, detail)
 	})
-	mux.Handle("/sources", guardBrowsers(token, requireToken(token, sourcesHandler(mgr))))
+	mux.Handle("/sources", guardBrowsers(token, requireToken(token, sourcesHandler(mgr, page.View))))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w; pick a free port or set http.listen to \"\" to disable", addr, err)
@@ -58,7 +62,7 @@ func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (
 			log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("http: /metrics /healthz /readyz /sources")
+	log.Info().Str("addr", ln.Addr().String()).Msg("http: / (status page) /metrics /healthz /readyz /sources")
 	return s, nil
 }
 
@@ -101,7 +105,7 @@ func guardBrowsers(token string, next http.Handler) http.Handler {
 		http.Error(w, "cross-origin request refused: /sources takes requests from scripts and the same origin only", http.StatusForbidden)
 	}))
 	return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token == "" && !loopbackHost(r.Host) {
+		if token == "" && !statuspage.LoopbackHost(r.Host) {
 			http.Error(w, fmt.Sprintf("host %q refused: without http.token, /sources answers only to a loopback host name (127.0.0.1, ::1, localhost)", r.Host), http.StatusForbidden)
 			return
 		}
@@ -118,26 +122,14 @@ func guardBrowsers(token string, next http.Handler) http.Handler {
 	}))
 }
 
-// loopbackHost reports whether a Host header names this machine's loopback.
-func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func sourcesHandler(mgr sourceManager) http.Handler {
+// sourcesHandler serves /sources. GET lists the ids ("sources") and, from
+// the view of now, each source's state and latest record ("status").
+func sourcesHandler(mgr sourceManager, view *now.View) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet:
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(map[string]any{"sources": mgr.SourceIDs()})
+			_ = json.NewEncoder(w).Encode(map[string]any{"sources": mgr.SourceIDs(), "status": view.Sources()})
 		case http.MethodPost:
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
 			if err != nil {

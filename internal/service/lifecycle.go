@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"lookout/internal/config"
+	"lookout/internal/statuspage"
 )
 
 // stopReminder is how often a graceful stop that is still waiting (a sink that cannot
@@ -47,7 +48,8 @@ func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, 
 		return ConfigError{err}
 	}
 	if cfg.HTTP.Listen != "" {
-		ops, err := startOpsServer(cfg.HTTP.Listen, cfg.HTTP.Token, svc.reg, svc.Ready, svc, log.With().Str("component", "http").Logger())
+		ops, err := startOpsServer(cfg.HTTP.Listen, cfg.HTTP.Token, svc.reg, svc.Ready, svc,
+			statuspage.Config{View: svc.now, Header: svc.StatusHeader}, log.With().Str("component", "http").Logger())
 		if err != nil {
 			return err
 		}

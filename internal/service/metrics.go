@@ -13,6 +13,8 @@ type sourceMetrics struct {
 	read, sampled, stale, down, reconnects *prometheus.CounterVec
 	keyframesOnly, keyInterval             *prometheus.GaugeVec
 	gated                                  *prometheus.CounterVec
+	// onGated, when set, also sees each gated frame (the view of now).
+	onGated func(id string)
 }
 
 var (
@@ -64,4 +66,9 @@ func (m *sourceMetrics) DecodeChosen(id string, keyframesOnly bool, interval tim
 	}
 }
 
-func (m *sourceMetrics) FrameGated(id string) { m.gated.WithLabelValues(id).Inc() }
+func (m *sourceMetrics) FrameGated(id string) {
+	m.gated.WithLabelValues(id).Inc()
+	if m.onGated != nil {
+		m.onGated(id)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"lookout/inference"
 	"lookout/ingest"
 	"lookout/internal/config"
+	"lookout/internal/now"
 	"lookout/internal/rules"
 	"lookout/pipeline"
 	"lookout/sink"
@@ -56,6 +57,10 @@ type Service struct {
 	// failFirstOpen makes a live source that cannot open at all an error
 	// (one-shot commands) rather than a reconnect loop.
 	failFirstOpen bool
+	// now is the per-source view of now, for the status page and /sources.
+	now               *now.View
+	instance          string
+	maxBatch, workers int
 
 	mu      sync.Mutex
 	sources map[string]config.Source
@@ -79,6 +84,9 @@ type Options struct {
 	ExtraSinks []sink.Sink
 	// OnDelivered, when set, also sees every delivered record (progress).
 	OnDelivered func(sourceID string, ptsMillis int64)
+	// OnCaptioned, when set, also sees each caption record with its frame,
+	// valid only during the call (the replay report's thumbnails).
+	OnCaptioned func(rec sink.Record, img gocv.Mat)
 }
 
 // ConfigError marks an error caused by the configuration or the command line
@@ -91,7 +99,9 @@ func (e ConfigError) Unwrap() error { return e.Err }
 // New loads the model and opens the sinks. Close releases them.
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options) (s *Service, err error) {
 	s = &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), sources: map[string]config.Source{},
-		fromStart: opt.FromStart, failFirstOpen: opt.FailFirstOpen, onDelivered: opt.OnDelivered}
+		fromStart: opt.FromStart, failFirstOpen: opt.FailFirstOpen, onDelivered: opt.OnDelivered,
+		instance: instanceName()}
+	s.now = now.New(s.instance, nil)
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -101,8 +111,10 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	if s.srcM, err = newSourceMetrics(s.reg); err != nil {
 		return s, err
 	}
+	s.srcM.onGated = s.now.Gated
 
 	workers := autoWorkers(cfg.Pipeline.Workers)
+	s.workers, s.maxBatch = workers, cfg.Pipeline.MaxBatch
 	mopts := modelOptions(cfg.Model, workers, log)
 	s.model, err = inference.Load(cfg.Model.Dir, mopts)
 	if err != nil {
@@ -133,15 +145,9 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	if s.rules, err = s.newRules(cfg); err != nil {
 		return s, err
 	}
-	var onCaptioned func(sink.Record, gocv.Mat)
 	if cfg.Sinks.Video.Path != "" {
 		if s.video, err = sink.NewAnnotateWriter(cfg.Sinks.Video.Path, videoFPS(cfg.Sources)); err != nil {
 			return s, err
-		}
-		onCaptioned = func(rec sink.Record, img gocv.Mat) {
-			if err := s.video.WriteFrame(rec, img); err != nil {
-				s.log.Error().Err(err).Msg("annotated video: frame not written")
-			}
 		}
 	}
 
@@ -161,10 +167,11 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		QueueSize:           cfg.Pipeline.QueueSize,
 		ExitWhenSourcesDone: opt.ExitWhenDone,
 		OnDelivered:         s.delivered,
-		OnCaptioned:         onCaptioned,
+		OnCaptioned:         s.captionedHooks(opt.OnCaptioned),
 		Derive:              s.derive,
 	}
 	s.pipe = pipeline.New(pcfg, s.model, s.sinks, log, pm)
+	s.now.SetStates(s.pipe.Sources)
 	return s, nil
 }
 
@@ -238,6 +245,7 @@ func (s *Service) topicOverrides() map[string]string {
 // delivered advances a replay's checkpoint once every sink accepted the
 // record of the frame at pts.
 func (s *Service) delivered(sourceID string, ptsMillis int64) {
+	s.now.Delivered(sourceID, ptsMillis)
 	if s.onDelivered != nil {
 		s.onDelivered(sourceID, ptsMillis)
 	}
