@@ -45,6 +45,9 @@ type ScoreResult struct {
 	// their pts, or later than the last frame by more than the largest
 	// interval between truth frames.
 	Unmatched int `json:"unmatched"`
+	// Mismatched counts scored records whose caption is not the truth's
+	// (Frames minus the exact matches).
+	Mismatched int `json:"mismatched"`
 	// Unparseable counts scored records whose caption Parse rejects.
 	Unparseable int `json:"unparseable"`
 	// Slots holds per-slot accuracy, in schema order, domains in Domains order.
@@ -62,32 +65,26 @@ func (r ScoreResult) String() string {
 // between truth frames, are counted in Unmatched and not scored. Truth
 // frames need not be sorted. With no scored record every figure is 0.
 func Score(truth []TruthLine, captions []CaptionLine) ScoreResult {
-	tr := append([]TruthLine(nil), truth...)
-	sort.SliceStable(tr, func(i, j int) bool { return tr[i].PTSMs < tr[j].PTSMs })
-	// A record later than the last frame by more than the largest frame
-	// interval belongs to no frame of this clip.
-	var maxGap int64 = -1
-	for i := 1; i < len(tr); i++ {
-		maxGap = max(maxGap, tr[i].PTSMs-tr[i-1].PTSMs)
-	}
+	match := MatchTruth(truth, captions)
 	type tally struct{ correct, total int }
 	per := map[Domain]map[string]*tally{}
 	var res ScoreResult
 	var exact, slotSum float64
-	for _, c := range captions {
-		i := sort.Search(len(tr), func(i int) bool { return tr[i].PTSMs > c.PTSMs }) - 1
-		if i < 0 || (maxGap >= 0 && i == len(tr)-1 && c.PTSMs-tr[i].PTSMs > maxGap) {
+	for ci, c := range captions {
+		if match[ci] < 0 {
 			res.Unmatched++
 			continue
 		}
-		t := tr[i]
+		t := truth[match[ci]]
 		td, _, terr := Parse(t.Caption)
 		if terr != nil {
 			td = domainOfSlots(t.Slots)
 		}
 		res.Frames++
-		if strings.TrimSpace(c.Caption) == strings.TrimSpace(t.Caption) {
+		if !Mismatch(c.Caption, t.Caption) {
 			exact++
+		} else {
+			res.Mismatched++
 		}
 		pd, ps, perr := Parse(c.Caption)
 		if perr != nil {
@@ -249,4 +246,38 @@ func eachLine(r io.Reader, name string, fn func(n int, line []byte) error) error
 		return fmt.Errorf("%s:%d: %w", name, n+1, err)
 	}
 	return nil
+}
+
+// MatchTruth gives, for each caption, the index in truth of the frame Score
+// scores it against (the frame with the same pts, or else the nearest one
+// before it), or -1 when Score counts it as unmatched. The replay report
+// marks mismatches with it, so its count equals Score's.
+func MatchTruth(truth []TruthLine, captions []CaptionLine) []int {
+	idx := make([]int, len(truth))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return truth[idx[a]].PTSMs < truth[idx[b]].PTSMs })
+	// A record later than the last frame by more than the largest frame
+	// interval belongs to no frame of this clip.
+	var maxGap int64 = -1
+	for i := 1; i < len(idx); i++ {
+		maxGap = max(maxGap, truth[idx[i]].PTSMs-truth[idx[i-1]].PTSMs)
+	}
+	out := make([]int, len(captions))
+	for ci, c := range captions {
+		i := sort.Search(len(idx), func(i int) bool { return truth[idx[i]].PTSMs > c.PTSMs }) - 1
+		if i < 0 || (maxGap >= 0 && i == len(idx)-1 && c.PTSMs-truth[idx[i]].PTSMs > maxGap) {
+			out[ci] = -1
+			continue
+		}
+		out[ci] = idx[i]
+	}
+	return out
+}
+
+// Mismatch reports whether a caption differs from the truth's (surrounding
+// white space aside).
+func Mismatch(caption, truth string) bool {
+	return strings.TrimSpace(caption) != strings.TrimSpace(truth)
 }

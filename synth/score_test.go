@@ -191,3 +191,20 @@ func TestScoreFixtureFiles(t *testing.T) {
 		t.Error("a captions file was accepted as truth")
 	}
 }
+
+func TestScoreMismatchedAndMatchTruth(t *testing.T) {
+	truth := []TruthLine{{PTSMs: 2000, Caption: "b"}, {PTSMs: 0, Caption: "a"}, {PTSMs: 1000, Caption: "a"}}
+	caps := []CaptionLine{{PTSMs: -5, Caption: "x"}, {PTSMs: 0, Caption: "a "}, {PTSMs: 1500, Caption: "b"},
+		{PTSMs: 2500, Caption: "b"}, {PTSMs: 3500, Caption: "b"}}
+	got := MatchTruth(truth, caps)
+	want := []int{-1, 1, 2, 0, -1}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("MatchTruth = %v, want %v", got, want)
+		}
+	}
+	r := Score(truth, caps)
+	if r.Frames != 3 || r.Mismatched != 1 || r.Unmatched != 2 {
+		t.Errorf("Score: frames=%d mismatched=%d unmatched=%d, want 3, 1, 2", r.Frames, r.Mismatched, r.Unmatched)
+	}
+}

@@ -253,6 +253,7 @@ func newScenesScoreCmd() *cobra.Command {
 			if r.Unparseable > 0 {
 				fmt.Fprintf(w, "unparseable=%d\n", r.Unparseable)
 			}
+			fmt.Fprintf(w, "mismatched=%d (scored captions that differ from the truth)\n", r.Mismatched)
 			fmt.Fprintln(w, r.String())
 			return nil
 		},
