@@ -40,6 +40,8 @@ func newCaptionCmd() *cobra.Command {
 		emit       string
 		heartbeat  time.Duration
 		gate       float64
+		reportPath string
+		truthPath  string
 	)
 	cmd := &cobra.Command{
 		Use:   "caption INPUT...",
@@ -126,10 +128,14 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 					return err
 				}
 			}
+			rep, err := newCaptionReport(reportPath, truthPath, inputs)
+			if err != nil {
+				return err
+			}
 			if err := outs.prepare(); err != nil {
 				return err
 			}
-			return captionFiles(cmd.Context(), cfg, outs, !noProgress && out != "-" && isTerminal(os.Stderr))
+			return captionFiles(cmd.Context(), cfg, outs, rep, !noProgress && out != "-" && isTerminal(os.Stderr))
 		},
 	}
 	f := cmd.Flags()
@@ -147,6 +153,8 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 	f.StringVar(&decode, "decode", "auto", "all, keyframes or auto: auto decodes keyframes only when the keyframe interval is within the sampling interval")
 	f.IntVar(&maxBatch, "max-batch", 8, "largest batch of frames per model call")
 	f.IntVar(&numBeams, "num-beams", 0, "beam search width, 1-64 (default: the model's generation_config.json)")
+	f.StringVar(&reportPath, "report", "", "also write a self-contained HTML report: thumbnails, captions, attributes and gaps on a timeline")
+	f.StringVar(&truthPath, "truth", "", "with --report: truth JSONL of a synthetic clip (scenes video); captions that differ are marked")
 	f.StringVar(&logLevel, "log-level", "warn", "trace, debug, info, warn or error")
 	f.BoolVar(&noProgress, "no-progress", false, "never show the progress bar")
 	return cmd
@@ -305,7 +313,7 @@ func inputID(in string) string {
 
 // captionFiles runs the one-shot pipeline over cfg's sources, handling
 // SIGINT and SIGTERM like run does, and puts the outputs in place.
-func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, progress bool) error {
+func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, rep *captionReport, progress bool) error {
 	log := newLogger(os.Stderr, cfg.Log.Level, "auto")
 	var captions atomic.Int64
 	var bar *progressbar.ProgressBar
@@ -313,13 +321,18 @@ func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, p
 	if progress {
 		bar, advance = newReplayProgress(ctx, cfg.Sources)
 	}
-	svc, err := service.New(ctx, cfg, log, service.Options{ExitWhenDone: true, FromStart: true, FailFirstOpen: true,
+	opt := service.Options{ExitWhenDone: true, FromStart: true, FailFirstOpen: true,
 		OnDelivered: func(id string, pts int64) {
 			captions.Add(1)
 			if advance != nil {
 				advance(id, pts)
 			}
-		}})
+		}}
+	if rep != nil {
+		opt.ExtraSinks = append(opt.ExtraSinks, rep.collector)
+		opt.OnCaptioned = rep.collector.Captioned
+	}
+	svc, err := service.New(ctx, cfg, log, opt)
 	if err != nil {
 		return err
 	}
@@ -386,6 +399,17 @@ func captionFiles(ctx context.Context, cfg config.Config, outs captionOutputs, p
 	}
 	if err := outs.commit(); err != nil {
 		return err
+	}
+	if rep != nil {
+		sum, err := rep.write()
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("lookout: report %s: %d captions, %d thumbnails, %d gaps", rep.path, sum.Captions, sum.Thumbnails, sum.Gaps)
+		if rep.truth != nil {
+			line += fmt.Sprintf(", %d of %d scored captions differ from the truth", sum.Mismatches, sum.Scored)
+		}
+		fmt.Fprintln(os.Stderr, line)
 	}
 	if interrupted.Load() {
 		return exitError{code: 130, err: fmt.Errorf("interrupted: %d captions written%s", captions.Load(), outs.written())}
