@@ -247,13 +247,7 @@ func (v *View) Sources() []Source {
 				s.Record = &r
 			}
 			s.Gated, s.Thumb, s.LatencyMillis, s.Delivered = e.gated, e.thumb, e.latency, e.delivered
-			n := 0
-			for _, t := range e.times {
-				if now.Sub(t) <= rateWindow {
-					n++
-				}
-			}
-			s.FPS = float64(n) / rateWindow.Seconds()
+			s.FPS = rate(e.times, now)
 		}
 		out = append(out, s)
 	}
@@ -275,4 +269,20 @@ func (v *View) Thumb(id string) ([]byte, uint64, bool) {
 		return nil, 0, false
 	}
 	return e.jpeg, e.thumb, true
+}
+
+// rate is the delivery rate over the deliveries within rateWindow of now:
+// intervals between them over their span, so that a young source is not
+// underestimated.
+func rate(times []time.Time, now time.Time) float64 {
+	var in []time.Time
+	for _, t := range times {
+		if now.Sub(t) <= rateWindow {
+			in = append(in, t)
+		}
+	}
+	if len(in) < 2 {
+		return float64(len(in)) / rateWindow.Seconds()
+	}
+	return float64(len(in)-1) / in[len(in)-1].Sub(in[0]).Seconds()
 }

@@ -49,6 +49,7 @@ type Service struct {
 	video *sink.AnnotateWriter
 	pipe  *pipeline.Pipeline
 	srcM  *sourceMetrics
+	pm    *pipeline.Metrics
 	ckpt  *checkpoints
 	// fromStart ignores replay checkpoints.
 	fromStart bool
@@ -155,6 +156,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	if err != nil {
 		return s, err
 	}
+	s.pm = pm
 	if cfg.DataDir != "" {
 		if s.ckpt, err = openCheckpoints(filepath.Join(cfg.DataDir, "checkpoints")); err != nil {
 			return s, err
@@ -295,6 +297,7 @@ func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 		}
 	}
 	s.live.Store(src.ID, loc.Kind.Live())
+	s.exposeZeros(src)
 	// ingest adds the "source" field itself.
 	log := s.log.With().Str("component", "ingest").Logger()
 	open := func(ctx context.Context) (ingest.Source, error) {

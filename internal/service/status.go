@@ -5,6 +5,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"lookout/internal/config"
 	"lookout/internal/now"
 	"lookout/internal/statuspage"
 	"lookout/sink"
@@ -52,4 +53,16 @@ func (s *Service) StatusHeader() statuspage.Header {
 			OldestUnsentSec: st.OldestUnsentAge.Seconds(), LastError: st.LastError}
 	}
 	return h
+}
+
+// exposeZeros makes a source's event counters exist at 0 from the start
+// (Prometheus' advice for known labels), so that rate() and the dashboard
+// see drops and gated frames as 0 rather than as no data.
+func (s *Service) exposeZeros(src config.Source) {
+	if s.pm != nil {
+		s.pm.FramesDropped.WithLabelValues(src.ID, "overflow")
+	}
+	if src.Gate.Threshold > 0 {
+		s.srcM.gated.WithLabelValues(src.ID)
+	}
 }
