@@ -8,6 +8,7 @@ pkgs=(
   gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   default-jre-headless maven unzip
+  chromium
 )
 
 missing=()
