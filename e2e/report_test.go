@@ -80,5 +80,12 @@ func TestE2EReport(t *testing.T) {
 			}
 		})
 	}
+	// Mistakes are one line and exit 2.
+	for _, args := range [][]string{{"--truth", truth}, {"--report", "/nonexistent-dir/r.html"}, {"--report", "r.html", "--truth", "/nonexistent.jsonl"}} {
+		code, _, stderr, _ := e2eRunLookout(t, t.TempDir(), time.Minute, append([]string{"caption", clip, "--model", e2eTinyModel()}, args...)...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") > 0 || !strings.Contains(stderr, "--") {
+			t.Errorf("caption %v: exit %d, stderr %q; want exit 2 and one line naming the flag", args, code, stderr)
+		}
+	}
 	t.Logf("report test took %.1fs", time.Since(start).Seconds())
 }
