@@ -70,9 +70,14 @@
     text(el.querySelector(".owner"), "owner " + s.instance);
     if (s.thumb && s.thumb !== t.thumb) {
       t.thumb = s.thumb;
+      // Load off-screen, then swap: the tile never flickers to an empty image.
       const img = el.querySelector("img");
-      img.alt = "latest captioned frame of " + s.id;
-      img.src = "/status/thumbnail/" + encodeURIComponent(s.id) + ".jpg?v=" + s.thumb;
+      const next = new Image();
+      next.onload = () => {
+        img.src = next.src;
+        img.alt = "latest captioned frame of " + s.id;
+      };
+      next.src = "/status/thumbnail/" + encodeURIComponent(s.id) + ".jpg?v=" + s.thumb;
     }
     return el;
   }
