@@ -13,7 +13,7 @@ PY := $(STATE)/venv/bin/python
 CKPT ?=
 FUZZTIME ?= 10s
 
-.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench soak capacity clean
+.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench soak capacity page-cost clean
 
 all: build
 
@@ -61,6 +61,10 @@ test-capacity: build
 test-demo: build
 	DEMO_SECONDS=10 scripts/demo.sh | tee $(STATE)/demo-test.out
 	@for cam in road-1 road-2 lot-1 lot-2; do grep -q " $$cam  pts=" $(STATE)/demo-test.out || { echo "test-demo: no caption from $$cam"; exit 1; }; done
+
+## page-cost: lookout's CPU with the status page closed, open, closed (16 sources; docs/STATUS.md; about 2 minutes)
+page-cost: build
+	LOOKOUT_PAGE_COST=1 go test -count=1 -run 'TestE2EStatusPageCost$$' -v ./e2e/
 
 ## demo: start a local Kafka, caption four synthetic cameras, print captions read back from Kafka
 demo: build
