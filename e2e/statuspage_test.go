@@ -106,9 +106,11 @@ sinks:
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Errorf("the status page logged errors:\n%s", strings.Join(errs, "\n"))
 	}
+	stopStart := time.Now()
 	if code := p.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("lookout exit %d; stderr:\n%s", code, e2eTail(p.stderr.String(), 20))
 	}
+	t.Logf("lookout stopped in %.1fs with the page open", time.Since(stopStart).Seconds())
 	t.Logf("status page test took %.1fs", time.Since(start).Seconds())
 }
 

@@ -57,6 +57,11 @@ func startOpsServer(addr, token string, reg *prometheus.Registry, ready func() (
 		return nil, fmt.Errorf("http.listen %s: %w; pick a free port or set http.listen to \"\" to disable", addr, err)
 	}
 	s := &opsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	// Shutdown does not end open requests; the status page's event streams
+	// never end by themselves, so their contexts end when Shutdown begins.
+	base, cancel := context.WithCancel(context.Background())
+	s.srv.BaseContext = func(net.Listener) context.Context { return base }
+	s.srv.RegisterOnShutdown(cancel)
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("http server stopped")
