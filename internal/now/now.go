@@ -5,8 +5,9 @@
 // OnDelivered; the gate's count); the status page and /sources read it.
 //
 // Thumbnails cost a resize and a JPEG encode per caption, so they are made
-// only while a watcher is registered (an open status page), and at most once
-// per caption.
+// for every caption only while a watcher is registered (an open status
+// page); otherwise one per source per IdleThumbEvery, so that a page that
+// opens shows pictures at once. Never more than one per caption.
 package now
 
 import (
@@ -29,6 +30,10 @@ const ThumbWidth = 320
 
 // rateWindow is the span over which the sampled rate is measured.
 const rateWindow = 10 * time.Second
+
+// IdleThumbEvery is how often a source's thumbnail is refreshed while
+// nobody watches.
+const IdleThumbEvery = 30 * time.Second
 
 // maxPending bounds the captioned-but-not-delivered records kept per source
 // (a few batches in flight; more means delivery is stuck, and the oldest go).
@@ -74,6 +79,7 @@ type entry struct {
 	rec       *sink.Record
 	jpeg      []byte
 	thumb     uint64
+	thumbAt   time.Time // when the latest thumbnail was made
 	latency   float64
 	delivered int64
 	gated     int64
@@ -126,15 +132,24 @@ func (v *View) notify() {
 }
 
 // Captioned is the pipeline's OnCaptioned hook: it keeps the record, and a
-// thumbnail of img while anyone watches, until the record is delivered.
+// thumbnail of img (always while anyone watches, else at most one per
+// IdleThumbEvery), until the record is delivered.
 func (v *View) Captioned(rec sink.Record, img gocv.Mat) {
+	now := time.Now()
+	v.mu.Lock()
+	e := v.entry(rec.SourceID)
+	want := v.watchers.Load() > 0 || now.Sub(e.thumbAt) >= IdleThumbEvery
+	if want {
+		e.thumbAt = now // claimed: a concurrent caption of the source skips
+	}
+	v.mu.Unlock()
 	var jpeg []byte
-	if v.watchers.Load() > 0 && !img.Empty() {
-		jpeg = Thumbnail(img)
+	if want && !img.Empty() {
+		jpeg = Thumbnail(img) // outside the lock: it takes about a millisecond
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	e := v.entry(rec.SourceID)
+	e = v.entry(rec.SourceID)
 	if len(e.pending) >= maxPending {
 		e.pending = e.pending[1:]
 	}

@@ -28,17 +28,24 @@ func TestViewLatestRecordThumbnailAndForget(t *testing.T) {
 		return sink.Record{SourceID: id, PTSMillis: pts, Caption: caption, CaptureTime: time.Now().Add(-50 * time.Millisecond)}
 	}
 
-	// Nobody watches: no thumbnail is made.
+	// Nobody watches: the first caption gets a thumbnail, the next ones
+	// within IdleThumbEvery do not.
 	v.Captioned(rec("a", 0, "first"), img)
 	v.Delivered("a", 0)
-	if _, _, ok := v.Thumb("a"); ok {
-		t.Fatal("a thumbnail was made while nobody watched")
+	_, first, ok := v.Thumb("a")
+	if !ok {
+		t.Fatal("no thumbnail for a source's first caption")
+	}
+	v.Captioned(rec("a", 500, "unwatched"), img)
+	v.Delivered("a", 500)
+	if _, seq, _ := v.Thumb("a"); seq != first {
+		t.Fatal("a second thumbnail was made within IdleThumbEvery while nobody watched")
 	}
 	stop := v.Watch()
 	v.Captioned(rec("a", 1000, "second"), img)
 	v.Captioned(rec("a", 2000, "third"), img)
-	if got := v.Sources()[0].Record.Caption; got != "first" {
-		t.Fatalf("before delivery the latest is %q, want first", got)
+	if got := v.Sources()[0].Record.Caption; got != "unwatched" {
+		t.Fatalf("before delivery the latest is %q, want the last delivered", got)
 	}
 	v.Delivered("a", 1000)
 	v.Gated("a")
@@ -47,14 +54,14 @@ func TestViewLatestRecordThumbnailAndForget(t *testing.T) {
 		t.Fatalf("sources %+v", src)
 	}
 	a := src[0]
-	if a.Record.Caption != "second" || a.Delivered != 2 || a.Gated != 1 || a.Instance != "host1" || a.LatencyMillis < 50 || a.Thumb == 0 {
+	if a.Record.Caption != "second" || a.Delivered != 3 || a.Gated != 1 || a.Instance != "host1" || a.LatencyMillis < 50 || a.Thumb == 0 {
 		t.Errorf("a: %+v", a)
 	}
 	if src[1].State != "reconnecting" || src[1].LastError != "refused" || src[1].Record != nil {
 		t.Errorf("b: %+v", src[1])
 	}
 	jpeg, seq, ok := v.Thumb("a")
-	if !ok || seq != a.Thumb || len(jpeg) < 100 || jpeg[0] != 0xff || jpeg[1] != 0xd8 {
+	if !ok || seq != a.Thumb || seq == first || len(jpeg) < 100 || jpeg[0] != 0xff || jpeg[1] != 0xd8 {
 		t.Fatalf("thumbnail: ok=%v seq=%d, %d bytes", ok, seq, len(jpeg))
 	}
 	dec, err := gocv.IMDecode(jpeg, gocv.IMReadColor)
