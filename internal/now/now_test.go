@@ -112,3 +112,17 @@ func TestRate(t *testing.T) {
 		t.Errorf("an old delivery: %.3f/s, want 0", r)
 	}
 }
+
+// BenchmarkThumbnail is the cost of one thumbnail of a 720p frame (resize
+// to 320 px wide and JPEG encode), what an open status page adds per caption.
+func BenchmarkThumbnail(b *testing.B) {
+	img := gocv.NewMatWithSize(720, 1280, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	gocv.Rectangle(&img, image.Rect(100, 100, 900, 500), color.RGBA{R: 200, G: 90, A: 255}, -1)
+	gocv.Circle(&img, image.Pt(640, 360), 120, color.RGBA{B: 255, A: 255}, -1)
+	for b.Loop() {
+		if Thumbnail(img) == nil {
+			b.Fatal("no thumbnail")
+		}
+	}
+}
