@@ -136,9 +136,10 @@ func events(c Config) http.Handler {
 		tick := time.NewTicker(c.Interval)
 		defer tick.Stop()
 		var sent uint64
+		force := true // the first message, and one per Interval
 		for {
 			changed, version := c.View.Changed()
-			if version != sent || sent == 0 {
+			if force || version != sent {
 				b, err := json.Marshal(snapshot(c))
 				if err != nil {
 					c.Logger.Error().Err(err).Msg("status page: snapshot not encoded")
@@ -150,7 +151,7 @@ func events(c Config) http.Handler {
 				if err := rc.Flush(); err != nil {
 					return
 				}
-				sent = max(version, 1)
+				sent, force = version, false
 				select {
 				case <-r.Context().Done():
 					return
@@ -163,7 +164,7 @@ func events(c Config) http.Handler {
 				return
 			case <-changed:
 			case <-tick.C:
-				sent = 0 // resend: rates and ages move
+				force = true // rates and ages move
 			}
 		}
 	})

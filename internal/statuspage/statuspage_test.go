@@ -129,3 +129,25 @@ func TestEventsStreamSnapshots(t *testing.T) {
 		t.Fatalf("%d events within 5 s, want 3 (one per Interval at least)", n)
 	}
 }
+
+// With nothing captioned, a stream sends its first snapshot and then one
+// per Interval, not one per MinInterval.
+func TestEventsIdleStreamIsQuiet(t *testing.T) {
+	v := now.New("h", func() []pipeline.SourceState { return nil })
+	mux := http.NewServeMux()
+	Register(mux, Config{View: v, Interval: time.Second, MinInterval: 10 * time.Millisecond, Header: func() Header { return Header{} }})
+	s := httptest.NewServer(mux)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/status/events", nil)
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if n := strings.Count(string(b), "data: "); n != 1 {
+		t.Errorf("%d messages in 700 ms of an idle stream, want 1", n)
+	}
+}
