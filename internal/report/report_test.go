@@ -23,7 +23,8 @@ func TestReportTimelineTruthAndGaps(t *testing.T) {
 	recs := []sink.Record{
 		{Kind: sink.KindCaption, SourceID: "cam", PTSMillis: 2000, Caption: "a <b> car", Model: "demo",
 			Attributes: map[string]sink.Attr{"weather": {Value: "rain", Prob: 0.9}}},
-		{Kind: sink.KindCaption, SourceID: "cam", PTSMillis: 0, Caption: "a car", Model: "demo"},
+		{Kind: sink.KindCaption, SourceID: "cam", PTSMillis: 0, Caption: "a car", Model: "demo",
+			Objects: []sink.Object{{Label: "car", Box: [4]int{1, 2, 30, 40}}}, OCR: "STOP"},
 		{Kind: sink.KindGap, SourceID: "cam", PTSMillis: 1000, GapMillis: 900},
 		{Kind: sink.KindCaption, SourceID: "cam", PTSMillis: 1000, Caption: "a car", Model: "demo"},
 	}
@@ -55,7 +56,7 @@ func TestReportTimelineTruthAndGaps(t *testing.T) {
 	}
 	html := buf.String()
 	for _, want := range []string{"a &lt;b&gt; car", "truth: a bus", "gap: no frames for 900 ms", "weather: rain (90%)",
-		`class="entry caption mismatch" data-pts="2000"`, "data:image/jpeg;base64,", "0:02.0"} {
+		`class="entry caption mismatch" data-pts="2000"`, "data:image/jpeg;base64,", "0:02.0", "car [1, 2, 30, 40]", "text: STOP"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("report lacks %q", want)
 		}

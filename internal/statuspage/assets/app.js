@@ -50,13 +50,17 @@
     cap.dataset.id = rec ? rec.id || "" : "";
     el.dataset.state = s.state;
     const ul = el.querySelector(".attrs");
-    const attrs = rec && rec.attributes ? Object.keys(rec.attributes).sort() : [];
-    const want = attrs.map((k) => k + ": " + rec.attributes[k].value).join("\n");
+    // Attributes, then Florence-2's objects and OCR text, as chips.
+    const chips = [];
+    if (rec && rec.attributes) Object.keys(rec.attributes).sort().forEach((k) => chips.push(k + ": " + rec.attributes[k].value));
+    if (rec && rec.objects) rec.objects.forEach((o) => chips.push(o.label));
+    if (rec && rec.ocr) chips.push("text: " + rec.ocr);
+    const want = chips.join("\n");
     if (ul.dataset.v !== want) {
       ul.dataset.v = want;
-      ul.replaceChildren(...attrs.map((k) => {
+      ul.replaceChildren(...chips.map((c) => {
         const li = document.createElement("li");
-        li.textContent = k + ": " + rec.attributes[k].value;
+        li.textContent = c;
         return li;
       }));
     }
