@@ -56,6 +56,7 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 	if err != nil {
 		return nil, err
 	}
+	doms := m.domainScores(ws.enc, n)
 	t2 := time.Now()
 	hyps, err := m.generate(ctx, ws, n, &g)
 	if err != nil {
@@ -83,6 +84,9 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 		}
 		if attrs != nil {
 			r.Attributes = attrs[i]
+		}
+		if doms != nil {
+			r.Domain = doms[i]
 		}
 		r.Timings = Timings{Preprocess: per(t1.Sub(t0)), Encode: per(t2.Sub(t1)), Decode: per(t3.Sub(t2))}
 	}

@@ -117,6 +117,9 @@ func (m *Model) loadVED(opts *Options) error {
 	if err := m.readAttributes(); err != nil {
 		return err
 	}
+	if err := m.readDomain(); err != nil {
+		return err
+	}
 	if err := initEnvironment(opts.LibraryPath); err != nil {
 		return err
 	}

@@ -77,6 +77,7 @@ type Model struct {
 	pre      *PreprocessConfig
 	gen      GenerationSettings
 	attrs    *attributesFile
+	domain   *domainProfile // nil: no domain_profile.json
 	tok      *detokenizer
 	log      zerolog.Logger
 

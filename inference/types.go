@@ -23,7 +23,9 @@ type Result struct {
 	MeanLogProb float64 `json:"mean_logprob"`
 	// Attributes holds the multi-task heads' answers when the model ships them.
 	Attributes map[string]Attribute `json:"attributes,omitempty"`
-	Timings    Timings              `json:"timings"`
+	// Domain is set when the model ships a domain profile (domain_profile.json).
+	Domain  *DomainScore `json:"domain,omitempty"`
+	Timings Timings      `json:"timings"`
 	// Task is the Florence-2 task token the result answers ("" for other models).
 	Task string `json:"task,omitempty"`
 	// Objects are the <OD> answer: labels and boxes in the image's pixels.

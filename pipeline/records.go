@@ -49,6 +49,10 @@ func (m recordMaker) caption(it queued, r *inference.Result, wait time.Duration)
 		c.Objects = append(c.Objects, sink.Object{Label: o.Label, Box: o.Box})
 	}
 	c.OCR = r.OCR
+	if r.Domain != nil {
+		in, dist := r.Domain.InDomain, r.Domain.Distance
+		c.InDomain, c.DomainDistance = &in, &dist
+	}
 	if len(r.Attributes) > 0 {
 		c.Attributes = make(map[string]sink.Attr, len(r.Attributes))
 		for k, a := range r.Attributes {

@@ -39,3 +39,9 @@ if [[ "${LOOKOUT_GOLDEN_REBUILD_TINY:-0}" == 1 || ! -f testdata/models/tiny-flor
   "$PY" -m lookout_train florence build --out testdata/models/tiny-florence2 --images testdata/golden/images
 fi
 "$PY" -m lookout_train florence golden --model testdata/models/tiny-florence2 --images testdata/golden/images --out testdata/golden
+# 6. testdata/golden/domain.tsv: the Python toolchain's domain distances for models/demo on the fixed
+#    images and synth frames; the Go engine must match them (inference TestDomainMatchesPython).
+if [[ -f models/demo/domain_profile.json ]]; then
+  "$PY" -m lookout_train domain score --model models/demo testdata/golden/images/*.png testdata/golden/frames/*.png \
+    > testdata/golden/domain.tsv
+fi

@@ -18,16 +18,18 @@ STEPS="${STEPS:-2000}"
 THREADS="${THREADS:-2}"
 LOOKOUT="${LOOKOUT:-bin/lookout}"
 PY=.state/venv/bin/python
+# What the model knows, in the out-of-domain warning (domain_profile.json trained_on).
+TRAINED_ON="lookout's synthetic scenes only: procedurally rendered driving and surveillance frames (docs/SCENES.md), no real camera footage"
 export PYTHONPATH="$PWD/training${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS="$THREADS"
 [[ -x "$PY" ]] || scripts/venv.sh
 [[ -x "$LOOKOUT" ]] || go build -o "$LOOKOUT" ./cmd/lookout
 t0=$(date +%s)
-mk() { # name n seed size [store]
+mk() { # name n seed size [store [more flags]]
   local dir="$DATA/$1"
   if [[ -f "$dir/captions.jsonl" ]]; then echo "data: $dir exists"; return; fi
   rm -rf "$dir"
-  "$LOOKOUT" scenes dataset --domain both --n "$2" --seed "$3" --size "$4" ${5:+--store-size "$5"} --out "$dir"
+  "$LOOKOUT" scenes dataset --domain both --n "$2" --seed "$3" --size "$4" ${5:+--store-size "$5"} "${@:6}" --out "$dir"
 }
 mk train "$N" 1 1280x720 320x180
 mk val 1000 2 1280x720 320x180
@@ -38,6 +40,12 @@ rm -rf "$RUN"
   --patch 16 --hidden 128 --heads 4 --enc-layers 4 --dec-layers 2 \
   --steps "$STEPS" --batch 64 --lr 1.5e-3 --warmup 150 --threads "$THREADS" --log-every 50
 "$PY" -m lookout_train export --ckpt "$RUN/ckpt" --out "$OUT"
+# Domain profile (docs/MODELS.md, "Out-of-domain flag"): held-out seeds, as the engine sees frames
+# (H.264 clips and raw renders).
+mk domain-h264 2000 5 1280x720 320x180
+mk domain-raw 1000 7 1280x720 320x180 --h264=false
+"$PY" -m lookout_train domain fit --model "$OUT" --data "$DATA/domain-h264" --data "$DATA/domain-raw" \
+  --components 48 --percentile 99.9 --trained-on "$TRAINED_ON"
 echo "trained + exported after $(( $(date +%s) - t0 ))s"
 "$PY" -m lookout_train eval --model "$OUT" --data "$DATA/test720" | tee "$RUN/eval-test720.txt"
 for spec in driving:9001 surveillance:9002; do

@@ -42,9 +42,15 @@ type Record struct {
 	CaptureTime time.Time `json:"capture_time"`
 	Caption     string    `json:"caption"`
 	// Confidence is in [0, 1]: the geometric mean of the caption's token
-	// probabilities (see ConfidenceFromMeanLogProb). docs/SCHEMA.md.
+	// probabilities (see ConfidenceFromMeanLogProb), not a measured
+	// accuracy. docs/SCHEMA.md.
 	Confidence float64         `json:"confidence"`
 	Attributes map[string]Attr `json:"attributes,omitempty"`
+	// InDomain and DomainDistance (models with a domain profile only) say
+	// whether the frame resembles the model's training frames and how far
+	// it lies from them (docs/MODELS.md, "Out-of-domain flag").
+	InDomain       *bool    `json:"in_domain,omitempty"`
+	DomainDistance *float64 `json:"domain_distance,omitempty"`
 	// Objects (a Florence-2 <OD> source) are labelled boxes in frame pixels;
 	// OCR (an <OCR> source) is the text read in the frame.
 	Objects     []Object `json:"objects,omitempty"`

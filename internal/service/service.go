@@ -152,6 +152,16 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		}
 	}
 
+	if dw := newDomainWatch(s.model, log); dw != nil {
+		next := onCaptioned
+		onCaptioned = func(rec sink.Record, img gocv.Mat) {
+			dw.observe(rec)
+			if next != nil {
+				next(rec, img)
+			}
+		}
+	}
+
 	pm, err := pipeline.NewMetrics(s.reg)
 	if err != nil {
 		return s, err

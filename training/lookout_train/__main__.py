@@ -1,4 +1,4 @@
-"""python -m lookout_train <command> [args]: commands tiny, golden, export, train, eval, florence.
+"""python -m lookout_train <command> [args]: commands tiny, golden, export, train, eval, florence, domain.
 
 Run with PYTHONPATH=training (the scripts set it) or from inside training/.
 """
@@ -14,6 +14,7 @@ def main(argv=None):
         "train": "lookout_train.train",
         "eval": "lookout_train.evaluate",
         "florence": "lookout_train.florence",
+        "domain": "lookout_train.domain",
     }
     if not argv or argv[0] not in cmds:
         print(f"usage: python -m lookout_train {{{','.join(cmds)}}} [args] (-h for help)", file=sys.stderr)
