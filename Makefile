@@ -17,13 +17,14 @@ FUZZTIME ?= 10s
 
 all: build
 
-## deps: install everything build and tests need (apt, ONNX Runtime, Kafka jars, venv)
+## deps: install everything build and tests need (apt, ONNX Runtime, Kafka jars, real sample footage, venv)
 deps: deps-go deps-py
 
 deps-go:
 	scripts/deps-apt.sh
 	scripts/ort.sh
 	scripts/kafka.sh fetch
+	scripts/realdata.sh
 
 deps-py:
 	scripts/venv.sh
