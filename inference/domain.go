@@ -24,9 +24,11 @@ type DomainScore struct {
 // DomainProfile is what the service needs to explain an out-of-domain source.
 type DomainProfile struct {
 	// TrainedOn is one sentence naming the training data.
-	TrainedOn string
+	TrainedOn string `json:"trained_on"`
 	// Threshold is the calibrated distance above which a frame is out of domain.
-	Threshold float64
+	Threshold float64 `json:"threshold"`
+	// Rank is the number of principal directions of the statistic.
+	Rank int `json:"rank"`
 }
 
 // domainProfile is domain_profile.json. Fields the engine does not read
@@ -104,7 +106,7 @@ func (m *Model) Domain() (DomainProfile, bool) {
 	if m.domain == nil {
 		return DomainProfile{}, false
 	}
-	return DomainProfile{TrainedOn: m.domain.TrainedOn, Threshold: m.domain.Threshold}, true
+	return DomainProfile{TrainedOn: m.domain.TrainedOn, Threshold: m.domain.Threshold, Rank: len(m.domain.Components)}, true
 }
 
 // domainScores scores each image of the batch from the encoder output it

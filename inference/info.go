@@ -35,7 +35,9 @@ type ModelInfo struct {
 	Graphs     []GraphInfo        `json:"graphs"`
 	Generation GenerationSettings `json:"generation"`
 	Attributes []AttributeSpec    `json:"attributes,omitempty"`
-	FileBytes  map[string]int64   `json:"file_bytes"`
+	// Domain is the domain profile's summary (domain_profile.json), when present.
+	Domain    *DomainProfile   `json:"domain,omitempty"`
+	FileBytes map[string]int64 `json:"file_bytes"`
 	// Architecture is "vision-encoder-decoder" or "florence2"; Task is
 	// Florence-2's default task.
 	Architecture string `json:"architecture"`
@@ -72,6 +74,9 @@ func (m *Model) Info() ModelInfo {
 	if m.attrs != nil {
 		info.Attributes = m.attrs.Attributes
 		info.Graphs = append(info.Graphs, GraphInfo{fileAttrModel, conv(m.attrIn), conv(m.attrOut)})
+	}
+	if d, ok := m.Domain(); ok {
+		info.Domain = &d
 	}
 	for _, f := range m.onnxFiles() {
 		if st, err := os.Stat(filepath.Join(m.dir, f)); err == nil {

@@ -187,6 +187,9 @@ func printInfo(w io.Writer, in inference.ModelInfo) {
 	for _, a := range in.Attributes {
 		p("attribute", "%s: %s (output %s)", a.Name, strings.Join(a.Classes, ", "), a.Output)
 	}
+	if d := in.Domain; d != nil {
+		p("domain", "profile of %d principal directions, out of domain above distance %g; trained on %s", d.Rank, d.Threshold, d.TrainedOn)
+	}
 	files := make([]string, 0, len(in.FileBytes))
 	for f := range in.FileBytes {
 		files = append(files, f)
@@ -303,6 +306,9 @@ func newModelCheckCmd() *cobra.Command {
 				}
 				for _, o := range r.Objects {
 					attrs += fmt.Sprintf(" %s=%v", o.Label, o.Box)
+				}
+				if d := r.Domain; d != nil {
+					attrs += fmt.Sprintf(" in_domain=%v(distance %.4f)", d.InDomain, d.Distance)
 				}
 				fmt.Fprintf(out, "%s\t%s\t(confidence %.3f, %d tokens, %s)%s\n", args[1+i], r.Caption, sink.ConfidenceFromMeanLogProb(r.MeanLogProb), len(r.Tokens),
 					(r.Timings.Preprocess + r.Timings.Encode + r.Timings.Decode).Round(time.Microsecond), attrs)

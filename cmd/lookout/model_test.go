@@ -94,3 +94,25 @@ func TestModelBench(t *testing.T) {
 		t.Error("--batch 0 accepted")
 	}
 }
+
+// The demo model's domain profile shows in model info, and model check says
+// which images are in domain; models without a profile say nothing of it.
+func TestModelDomainShown(t *testing.T) {
+	tiny, imgs := tinyModel(t)
+	repo := filepath.Dir(filepath.Dir(tiny))
+	demo := filepath.Join(filepath.Dir(repo), "models", "demo")
+	out, err := runLookout(t, "model", "info", demo)
+	if err != nil || !strings.Contains(out, "domain        profile of 48 principal directions") || !strings.Contains(out, "synthetic scenes") {
+		t.Fatalf("model info of the demo model: %v\n%s", err, out)
+	}
+	synthFrame := filepath.Join(repo, "golden", "frames", "driving_640x360.png")
+	out, err = runLookout(t, "model", "check", demo, filepath.Join(imgs, "stripes_40x72.png"), synthFrame)
+	if err != nil || strings.Count(out, "in_domain=false") != 1 || strings.Count(out, "in_domain=true") != 1 {
+		t.Fatalf("model check: want stripes out of domain and the synthetic frame in: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"model", "info", tiny}, {"model", "check", tiny, synthFrame}} {
+		if out, err := runLookout(t, args...); err != nil || strings.Contains(out, "\ndomain ") || strings.Contains(out, "in_domain") {
+			t.Fatalf("%v: a model without a profile mentions a domain: %v\n%s", args, err, out)
+		}
+	}
+}
