@@ -57,6 +57,24 @@ func TestE2EBadInputs(t *testing.T) {
 		}
 	}
 	e2eWriteFile(t, filepath.Join(badModel, "config.json"), `{"model_type": "vision-encoder-decoder", "encoder": `)
+	// The demo model with another model's domain profile.
+	badProfile := filepath.Join(dir, "bad-profile-model")
+	demoDir := filepath.Join(e2e.root, "models", "demo")
+	demoEntries, err := os.ReadDir(demoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(badProfile, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range demoEntries {
+		if e.Name() != "domain_profile.json" {
+			if err := os.Symlink(filepath.Join(demoDir, e.Name()), filepath.Join(badProfile, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e2eWriteFile(t, filepath.Join(badProfile, "domain_profile.json"), `{"version": 1, "trained_on": "x", "threshold": 0.1, "mean": [0.5, 0.5], "components": [[1, 0]]}`)
 	video := e2eSmallClip(t)
 	goodTruth := strings.TrimSuffix(video, ".mp4") + ".truth.jsonl"
 	truth := e2eWriteFile(t, filepath.Join(dir, "bad.truth.jsonl"), "{\"frame\":0,\"pts_ms\":0,\n garbage\n")
@@ -98,6 +116,7 @@ func TestE2EBadInputs(t *testing.T) {
 		{"relative model folder, resolved against the config's folder", []string{"run", "--config", e2eWriteFile(t, filepath.Join(dir, "conf", "rel.yaml"), "data_dir: data\nhttp: {listen: \"\"}\nmodel: {dir: ../empty-model}\n"+okSources+okSinks)}, 1, []string{"empty-model"}, 0},
 		{"wrong model folder (empty dir)", []string{"caption", video, "--model", emptyModel}, 1, []string{"empty-model", "encoder_model.onnx"}, 0},
 		{"wrong model folder (bad config.json)", []string{"caption", video, "--model", badModel}, 1, []string{"bad-config-model", "config.json"}, 0},
+		{"domain profile of another model", []string{"caption", video, "--model", badProfile}, 1, []string{"bad-profile-model", "domain_profile.json", "does not belong to this model"}, 0},
 		{"model info on a missing folder", []string{"model", "info", filepath.Join(dir, "no-model")}, 2, []string{"no-model"}, 0},
 		{"negative --every", []string{"caption", video, "--model", model, "--every", "-1s"}, 2, []string{"every", "-1s"}, 0},
 		{"unknown flag", []string{"caption", "--frobnicate"}, 2, []string{"--frobnicate"}, 0},
