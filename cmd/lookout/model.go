@@ -99,7 +99,8 @@ func newModelCmd() *cobra.Command {
 		Long: `A model folder is optimum's image-to-text-with-past export of a ViT + GPT-2
 VisionEncoderDecoder: encoder_model.onnx, decoder_model_merged.onnx (or decoder_model.onnx +
 decoder_with_past_model.onnx), config.json, generation_config.json, preprocessor_config.json,
-tokenizer.json, and optionally attributes_model.onnx + attributes.json.
+tokenizer.json, and optionally attributes_model.onnx + attributes.json and domain_profile.json
+(the out-of-domain profile our export toolchain writes; docs/MODELS.md).
 The ONNX Runtime library comes from scripts/ort.sh (or $LOOKOUT_ORT_LIB).`,
 	}
 	cmd.AddCommand(newModelInfoCmd(), newModelCheckCmd(), newModelBenchCmd())
