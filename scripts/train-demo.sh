@@ -39,13 +39,12 @@ rm -rf "$RUN"
 "$PY" -m lookout_train train --data "$DATA/train" --val "$DATA/val" --out "$RUN" --strategy multitask \
   --patch 16 --hidden 128 --heads 4 --enc-layers 4 --dec-layers 2 \
   --steps "$STEPS" --batch 64 --lr 1.5e-3 --warmup 150 --threads "$THREADS" --log-every 50
-"$PY" -m lookout_train export --ckpt "$RUN/ckpt" --out "$OUT"
-# Domain profile (docs/MODELS.md, "Out-of-domain flag"): held-out seeds, as the engine sees frames
-# (H.264 clips and raw renders).
+# The export carries a domain profile (docs/MODELS.md, "Out-of-domain flag"), calibrated on held-out
+# seeds as the engine sees frames (H.264 clips and raw renders).
 mk domain-h264 2000 5 1280x720 320x180
 mk domain-raw 1000 7 1280x720 320x180 --h264=false
-"$PY" -m lookout_train domain fit --model "$OUT" --data "$DATA/domain-h264" --data "$DATA/domain-raw" \
-  --components 48 --percentile 99.9 --trained-on "$TRAINED_ON"
+"$PY" -m lookout_train export --ckpt "$RUN/ckpt" --out "$OUT" \
+  --domain-data "$DATA/domain-h264" --domain-data "$DATA/domain-raw" --trained-on "$TRAINED_ON"
 echo "trained + exported after $(( $(date +%s) - t0 ))s"
 "$PY" -m lookout_train eval --model "$OUT" --data "$DATA/test720" | tee "$RUN/eval-test720.txt"
 for spec in driving:9001 surveillance:9002; do

@@ -84,6 +84,7 @@ def fit(emb: np.ndarray, percentile: float, k: int, seed: int = 0) -> tuple[dict
     fit_e, cal_e = emb[idx[:half]], emb[idx[half:]]
     mu = fit_e.mean(axis=0)
     _, s, vt = np.linalg.svd(fit_e - mu, full_matrices=False)
+    k = min(k, len(vt), emb.shape[1] - 1)  # a full-rank subspace would explain everything
     explained = float((s[:k] ** 2).sum() / (s ** 2).sum())
     # Round before calibrating, so the threshold fits the stored numbers.
     prof = {"mean": round_list(mu), "components": [round_list(v) for v in vt[:k]]}
@@ -154,8 +155,8 @@ def main(argv=None) -> int:
     f.add_argument("--model", required=True, help="exported model folder (encoder_model.onnx)")
     f.add_argument("--data", required=True, action="append", help="held-out `lookout scenes dataset` folder(s)")
     f.add_argument("--trained-on", required=True, help="one sentence naming the training data, for the warning")
-    f.add_argument("--percentile", type=float, default=99.5)
-    f.add_argument("--components", type=int, default=32, help="principal directions kept (K)")
+    f.add_argument("--percentile", type=float, default=99.9)
+    f.add_argument("--components", type=int, default=48, help="principal directions kept (K)")
     f.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score", help="print each image's distance and in_domain")
     s.add_argument("--model", required=True)

@@ -154,6 +154,11 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
                 for name in names:
                     if os.path.isfile(os.path.join(out, name)):
                         os.remove(os.path.join(out, name))
+        # A previous export's domain profile describes the previous encoder: main() fits a new one
+        # when asked (--domain-data); otherwise the folder has none.
+        stale = os.path.join(out, "domain_profile.json")
+        if os.path.isfile(stale):
+            os.remove(stale)
         for name in COMMON + DECODERS[layout]:
             src = os.path.join(tmp, name)
             if os.path.isfile(src):
@@ -179,13 +184,26 @@ def main(argv=None):
                     help="decoder files: split (decoder_model + decoder_with_past_model, fastest) or merged (optimum's default)")
     ap.add_argument("--no-optimize", dest="optimize", action="store_false",
                     help="keep optimum's graphs as exported (skip ONNX Runtime's transformer optimizer)")
+    ap.add_argument("--domain-data", action="append", default=[],
+                    help="held-out training-domain dataset(s): also write domain_profile.json (lookout_train domain fit)")
+    ap.add_argument("--trained-on", default="", help="with --domain-data: one sentence naming the training data")
     a = ap.parse_args(argv)
+    if a.domain_data and not a.trained_on:
+        print("error: --domain-data needs --trained-on (the sentence the out-of-domain warning names)", file=sys.stderr)
+        return 2
     try:
         files = export(a.ckpt, a.out, a.opset, a.layout, a.optimize)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"exported {a.ckpt} -> {a.out}: {' '.join(files)}")
+    if a.domain_data:
+        from . import domain
+
+        fit = ["fit", "--model", a.out, "--trained-on", a.trained_on]
+        for d in a.domain_data:
+            fit += ["--data", d]
+        return domain.main(fit)
     return 0
 
 

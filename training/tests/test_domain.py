@@ -60,3 +60,10 @@ def test_distances_match_the_golden_the_go_engine_matches():
         assert (d <= prof["threshold"]) == (flag == "true"), path
     # Both kinds occur: synthetic frames in domain, the procedural test images out.
     assert {r[2] for r in rows} == {"true", "false"}
+
+
+def test_export_domain_data_needs_trained_on(tmp_path, capsys):
+    from lookout_train import export
+
+    assert export.main(["--ckpt", str(tmp_path), "--out", str(tmp_path / "o"), "--domain-data", str(tmp_path)]) == 2
+    assert "--trained-on" in capsys.readouterr().err

@@ -116,11 +116,13 @@ def test_export_round_trip_and_attribute_heads(multitask_run, tmp_path, tiny_val
     os.makedirs(out)
     stale = "decoder_model_merged.onnx" if layout == "split" else "decoder_model.onnx"
     open(os.path.join(out, stale), "w").close()  # a previous export's other layout must go
+    open(os.path.join(out, "domain_profile.json"), "w").close()  # and its domain profile
     files = E.export(ckpt, out, layout=layout, optimized=optimized)
     for f in E.REQUIRED + E.DECODERS[layout] + ["attributes_model.onnx", "attributes.json"]:
         assert f in files, f
     other = E.DECODERS["merged" if layout == "split" else "split"]
     assert not set(other) & set(files)
+    assert "domain_profile.json" not in files
     if optimized:  # ONNX Runtime's fusions are in the saved graph
         ops = {n.op_type for n in onnx.load(os.path.join(out, "encoder_model.onnx")).graph.node}
         assert "SkipLayerNormalization" in ops, ops
@@ -219,3 +221,14 @@ def test_grammar_parse_mirrors_synth():
     truth = parse(c)[1]
     assert slot_score(c.replace("red truck", "blue truck"), truth) == pytest.approx(6 / 7)
     assert slot_score("garbage", truth) == 0.0
+
+
+def test_export_with_domain_data_writes_a_domain_profile(multitask_run, tmp_path, tiny_dataset):
+    out = tmp_path / "export"
+    rc = E.main(["--ckpt", os.path.join(multitask_run, "ckpt"), "--out", str(out),
+                 "--domain-data", tiny_dataset, "--trained-on", "tiny scenes"])
+    assert rc == 0
+    p = json.loads((out / "domain_profile.json").read_text())
+    hidden = json.loads((out / "config.json").read_text())["decoder"]["n_embd"]
+    assert p["trained_on"] == "tiny scenes" and len(p["mean"]) == hidden
+    assert 0 < p["rank"] == len(p["components"]) < hidden
