@@ -40,8 +40,11 @@ type Service struct {
 	log   zerolog.Logger
 	reg   *prometheus.Registry
 	model *inference.Model
-	sinks []sink.Sink
-	spool *sink.SpoolingSink
+	// domain warns once per source whose frames are mostly out of the
+	// model's domain; nil for models without a domain profile.
+	domain *domainWatch
+	sinks  []sink.Sink
+	spool  *sink.SpoolingSink
 	// alertSpool is the alerts' Kafka sink (sinks.kafka.alerts_topic).
 	alertSpool *sink.SpoolingSink
 	// rules turns caption records into alerts (the rules section).
@@ -152,15 +155,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		}
 	}
 
-	if dw := newDomainWatch(s.model, log); dw != nil {
-		next := onCaptioned
-		onCaptioned = func(rec sink.Record, img gocv.Mat) {
-			dw.observe(rec)
-			if next != nil {
-				next(rec, img)
-			}
-		}
-	}
+	s.domain = newDomainWatch(s.model, log)
 
 	pm, err := pipeline.NewMetrics(s.reg)
 	if err != nil {

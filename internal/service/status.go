@@ -27,6 +27,9 @@ func instanceName() string {
 func (s *Service) captionedHooks(extra func(sink.Record, gocv.Mat)) func(sink.Record, gocv.Mat) {
 	return func(rec sink.Record, img gocv.Mat) {
 		s.now.Captioned(rec, img)
+		if s.domain != nil {
+			s.domain.observe(rec)
+		}
 		if s.video != nil {
 			if err := s.video.WriteFrame(rec, img); err != nil {
 				s.log.Error().Err(err).Msg("annotated video: frame not written")
