@@ -138,8 +138,8 @@ func TestE2EBadInputs(t *testing.T) {
 	// the wording docs/RELIABILITY.md shows.
 	exact := map[string]string{
 		"invalid config field":              "lookout: $TMP/max-batch.yaml:4: pipeline.max_batch: must be between 1 and 256, got 0",
-		"unknown config field":              `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "codec" (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task)`,
-		"misspelt config field":             `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task)`,
+		"unknown config field":              `lookout: $TMP/unknown.yaml:5: sources[0]: unknown field "codec" (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task, weight)`,
+		"misspelt config field":             `lookout: $TMP/misspelt.yaml:7: sources[0]: unknown field "evry"; did you mean "every"? (known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task, weight)`,
 		"wrong type in config":              `lookout: $TMP/type.yaml:7: sources[0].every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`,
 		"invalid YAML":                      "lookout: $TMP/yaml.yaml:4: invalid YAML: a value is missing (an unclosed \"[\" or \"{\", or a stray \"-\" or \",\")",
 		"duplicate source id":               `lookout: $TMP/dup.yaml:6: sources[1].id: "a" is used by another source (line 5)`,

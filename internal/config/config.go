@@ -36,6 +36,9 @@ type Config struct {
 	Sinks   Sinks    `yaml:"sinks"`
 	// Rules turn caption records into alert records (see Rule).
 	Rules []Rule `yaml:"rules"`
+	// Cluster makes this instance one of a fleet sharing the catalogue's
+	// sources (cluster.go).
+	Cluster Cluster `yaml:"cluster"`
 
 	origin origin
 }
@@ -167,6 +170,9 @@ type Source struct {
 	// <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>); default
 	// model.task. Only a Florence-2 model takes one.
 	Task string `yaml:"task"`
+	// Weight is the source's share of an instance in cluster mode (a 4K
+	// camera may count 4). Default 1.
+	Weight int `yaml:"weight,omitempty"`
 }
 
 // Gate configures change gating before inference.
@@ -271,6 +277,7 @@ func Default() Config {
 			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", AlertsTopic: "lookout.alerts", Compression: "lz4",
 			BatchSize: 100, BatchTimeout: 10 * time.Millisecond, SpoolMaxBytes: 1 << 30,
 		}},
+		Cluster: defaultCluster(),
 	}
 }
 
@@ -330,6 +337,12 @@ func parse(name string, b []byte, getenv func(string) string) (Config, error) {
 	}
 	if c.Sinks.Kafka.SASL.Password == "" {
 		c.Sinks.Kafka.SASL.Password = getenv("LOOKOUT_KAFKA_PASSWORD")
+	}
+	if c.Cluster.Instance == "" {
+		c.Cluster.Instance = getenv("LOOKOUT_INSTANCE")
+	}
+	if c.Cluster.Instance == "" {
+		c.Cluster.Instance, _ = os.Hostname()
 	}
 	for i := range c.Sources {
 		if c.Sources[i].Every == 0 && c.Sources[i].FPS == 0 {
@@ -592,7 +605,11 @@ func (c Config) problems() []problem {
 		if s.Gate.MaxInterval < 0 {
 			bad(f+".gate.max_interval", "must be >= 0, got %s", s.Gate.MaxInterval)
 		}
+		if s.Weight < 0 || s.Weight > 100 {
+			bad(f+".weight", "must be between 1 and 100 (0: the default 1), got %d", s.Weight)
+		}
 	}
+	errs = append(errs, c.clusterProblems()...)
 	k := c.Sinks.Kafka
 	if k.Enabled {
 		if len(k.Brokers) == 0 {

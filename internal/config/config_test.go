@@ -83,14 +83,14 @@ func TestBadConfigsNameTheField(t *testing.T) {
 // distinct mistake.
 func TestConfigErrorMessages(t *testing.T) {
 	const sink = "sinks: {jsonl: {path: '-'}}\n"
-	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task)"
+	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task, weight)"
 	cases := []struct{ name, yaml, want string }{
 		{"unknown field", "sources:\n  - id: a\n    uri: x\n    codec: true\n" + sink,
 			`c.yaml:4: sources[0]: unknown field "codec" ` + known},
 		{"misspelt field", "sources:\n  - id: a\n    uri: x\n    evry: 1s\n" + sink,
 			`c.yaml:4: sources[0]: unknown field "evry"; did you mean "every"? ` + known},
 		{"misspelt top-level field", "sourcez: []\n" + sink,
-			`c.yaml:1: unknown field "sourcez"; did you mean "sources"? (known: data_dir, log, http, model, pipeline, sources, sinks, rules)`},
+			`c.yaml:1: unknown field "sourcez"; did you mean "sources"? (known: data_dir, log, http, model, pipeline, sources, sinks, rules, cluster)`},
 		{"swapped letters", "sources: [{id: a, uri: x, fsp: 2}]\n" + sink,
 			`c.yaml:1: sources[0]: unknown field "fsp"; did you mean "fps"? ` + known},
 		{"unknown nested field", "sinks:\n  jsonl: {path: x}\n  kafka:\n    tls: {ca: x}\n",
@@ -160,7 +160,7 @@ func TestManyMistakesAreCapped(t *testing.T) {
 }
 
 func TestParseSourceErrors(t *testing.T) {
-	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task)"
+	const known = "(known: id, uri, every, fps, decode, gate, emit, heartbeat, realtime, labels, topic, task, weight)"
 	cases := []struct{ body, want string }{
 		{`{"id":"a","uri":"x","evry":"1s"}`, `source: line 1: unknown field "evry"; did you mean "every"? ` + known},
 		{`{"id":"a","uri":"x","every":"fast"}`, `source: line 1: every: "fast" is not a duration (e.g. 500ms, 1s, 2m)`},
