@@ -53,11 +53,14 @@ type Record struct {
 	DomainDistance *float64 `json:"domain_distance,omitempty"`
 	// Objects (a Florence-2 <OD> source) are labelled boxes in frame pixels;
 	// OCR (an <OCR> source) is the text read in the frame.
-	Objects     []Object `json:"objects,omitempty"`
-	OCR         string   `json:"ocr,omitempty"`
-	Model       string   `json:"model"`
-	ModelDigest string   `json:"model_digest"`
-	GapMillis   int64    `json:"gap_ms,omitempty"`
+	Objects []Object `json:"objects,omitempty"`
+	OCR     string   `json:"ocr,omitempty"`
+	Model   string   `json:"model"`
+	// Instance names the lookout instance that produced the record (cluster
+	// mode, cluster.instance); absent otherwise. docs/SCALING.md.
+	Instance    string `json:"instance,omitempty"`
+	ModelDigest string `json:"model_digest"`
+	GapMillis   int64  `json:"gap_ms,omitempty"`
 	// PrevCaption and HeldMillis (emit: changes) are the caption this record
 	// replaces and how long, in stream time, it held; a heartbeat carries
 	// how long its caption has held.
