@@ -59,6 +59,7 @@ func newRootCmd() *cobra.Command {
 		newCaptionCmd(),
 		newTailCmd(),
 		newRulesCmd(),
+		newSourcesCmd(),
 		newModelCmd(),
 		newScenesCmd(),
 		newVersionCmd(),

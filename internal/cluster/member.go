@@ -38,6 +38,8 @@ type memberMeta struct {
 // memberAssignment is what the leader hands each member.
 type memberAssignment struct {
 	Sources []string `json:"sources"`
+	// Members is the size of the group (only the leader sees the list).
+	Members int `json:"members"`
 	// Refused, when set, tells the member it may not join and why.
 	Refused string `json:"refused,omitempty"`
 }
@@ -251,7 +253,7 @@ func (m *Member) sync(ctx context.Context, join *kmsg.JoinGroupResponse) error {
 		return fmt.Errorf("%w: %s", ErrRefused, a.Refused)
 	}
 	m.mu.Lock()
-	m.gen, m.members, m.leader, m.lastWork = join.Generation, max(len(join.Members), 1), lead, work
+	m.gen, m.members, m.leader, m.lastWork = join.Generation, a.Members, lead, work
 	m.mu.Unlock()
 	m.cfg.OnAssign(join.Generation, a.Sources)
 	m.inGroup.Store(true)

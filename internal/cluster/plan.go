@@ -38,7 +38,7 @@ func (m *Member) plan(joined []kmsg.JoinGroupResponseMember) (map[string]memberA
 	work := m.cfg.Work()
 	plan := Assign(infos, work)
 	for id, srcs := range plan {
-		out[id] = memberAssignment{Sources: srcs}
+		out[id] = memberAssignment{Sources: srcs, Members: len(infos)}
 	}
 	ids := make([]string, len(work))
 	for i, w := range work {

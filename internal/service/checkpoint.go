@@ -8,6 +8,13 @@ import (
 	"sync"
 )
 
+// checkpointStore keeps replay checkpoints: files under data_dir, or in
+// cluster mode a compacted Kafka topic (cluster.Checkpoints).
+type checkpointStore interface {
+	Load(id, uri string) (int64, bool)
+	Save(id, uri string, ptsMillis int64) error
+}
+
 // checkpoints keeps, per replayed source, the PTS of the last record every
 // sink acknowledged, so a killed replay resumes where delivery stopped. Each
 // source has a small JSON file, replaced atomically (write, fsync, rename).

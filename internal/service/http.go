@@ -24,6 +24,8 @@ import (
 // sourceManager is what the HTTP API needs from the running service.
 type sourceManager interface {
 	SourceIDs() []string
+	// SourceStates maps each running source to its state (running, ...).
+	SourceStates() map[string]string
 	AddSource(s config.Source) error
 	RemoveSource(id string) error
 }
@@ -134,7 +136,7 @@ func sourcesHandler(mgr sourceManager, view *now.View) http.Handler {
 		switch r.Method {
 		case http.MethodGet:
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(map[string]any{"sources": mgr.SourceIDs(), "status": view.Sources()})
+			_ = json.NewEncoder(w).Encode(map[string]any{"sources": mgr.SourceIDs(), "status": view.Sources(), "states": mgr.SourceStates()})
 		case http.MethodPost:
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
 			if err != nil {

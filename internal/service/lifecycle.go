@@ -22,7 +22,14 @@ const stopReminder = 15 * time.Second
 func (s *Service) Run(ctx context.Context) error { return s.pipe.Run(ctx) }
 
 // Stop begins a graceful stop: queued frames are captioned and sinks flushed.
-func (s *Service) Stop() { s.pipe.Stop() }
+// In cluster mode the instance leaves the group first, so that its sources
+// start elsewhere while it drains.
+func (s *Service) Stop() {
+	if s.fleet != nil {
+		s.fleet.leave()
+	}
+	s.pipe.Stop()
+}
 
 // Kill stops at once; Close then does not wait for the broker, and records
 // not yet written are lost.
@@ -35,7 +42,7 @@ func (s *Service) Kill() {
 // until SIGINT or SIGTERM (graceful; a second signal exits at once). SIGHUP
 // reloads the sources from cfgPath.
 func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, log zerolog.Logger) error {
-	if len(cfg.Sources) == 0 {
+	if len(cfg.Sources) == 0 && !cfg.Cluster.Enabled {
 		log.Warn().Msg("no sources configured; add some with POST /sources or SIGHUP after editing the config")
 	}
 	svc, err := New(ctx, cfg, log, opt)
@@ -47,6 +54,7 @@ func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, 
 	if _, _, _, err := svc.Reconcile(cfg.Sources); err != nil {
 		return ConfigError{err}
 	}
+	var httpAddr string
 	if cfg.HTTP.Listen != "" {
 		ops, err := startOpsServer(cfg.HTTP.Listen, cfg.HTTP.Token, svc.reg, svc.Ready, svc,
 			statuspage.Config{View: svc.now, Header: svc.StatusHeader}, log.With().Str("component", "http").Logger())
@@ -54,6 +62,12 @@ func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, 
 			return err
 		}
 		defer ops.Close()
+		httpAddr = ops.ln.Addr().String()
+	}
+	if cfg.Cluster.Enabled {
+		if err := svc.joinFleet(ctx, httpAddr); err != nil {
+			return err
+		}
 	}
 	done := make(chan struct{})
 	go svc.handleSignals(cfgPath, done)
@@ -62,6 +76,9 @@ func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, 
 	close(done)
 	if err != nil {
 		return err
+	}
+	if svc.fleet != nil && svc.fleet.refused() != nil {
+		return ConfigError{svc.fleet.refused()}
 	}
 	log.Info().Msg("stopped cleanly")
 	return nil
@@ -111,6 +128,11 @@ func (s *Service) handleSignals(cfgPath string, done <-chan struct{}) {
 // undisturbed. Unchanged rules keep their state (a match in progress, a
 // cooldown). A file with a mistake, in the rules too, changes nothing.
 func (s *Service) reload(cfgPath string) {
+	if s.fleet != nil {
+		s.log.Info().Msg("SIGHUP in cluster mode: sources come from the catalogue; re-applying this instance's assignment")
+		s.applyFleet()
+		return
+	}
 	cfg, err := config.Load(cfgPath)
 	if err == nil {
 		err = s.ReplaceRules(cfg)

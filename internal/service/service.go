@@ -5,6 +5,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -53,7 +54,9 @@ type Service struct {
 	pipe  *pipeline.Pipeline
 	srcM  *sourceMetrics
 	pm    *pipeline.Metrics
-	ckpt  *checkpoints
+	ckpt  checkpointStore
+	// fleet is set in cluster mode (fleet.go).
+	fleet *fleet
 	// fromStart ignores replay checkpoints.
 	fromStart bool
 	// onDelivered, when set, also sees every delivered record (progress).
@@ -104,7 +107,7 @@ func (e ConfigError) Unwrap() error { return e.Err }
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options) (s *Service, err error) {
 	s = &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), sources: map[string]config.Source{},
 		fromStart: opt.FromStart, failFirstOpen: opt.FailFirstOpen, onDelivered: opt.OnDelivered,
-		instance: instanceName()}
+		instance: cmp.Or(recordInstance(cfg), instanceName())}
 	s.now = now.New(s.instance, nil)
 	defer func() {
 		if err != nil {
@@ -166,6 +169,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		if s.ckpt, err = openCheckpoints(filepath.Join(cfg.DataDir, "checkpoints")); err != nil {
 			return s, err
 		}
+		// In cluster mode joinFleet replaces these with the Kafka topic.
 	}
 	pcfg := pipeline.Config{
 		MaxBatch:            cfg.Pipeline.MaxBatch,
@@ -177,7 +181,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		OnCaptioned:         s.captionedHooks(opt.OnCaptioned),
 		Derive:              s.derive,
 	}
-	s.pipe = pipeline.New(pcfg, s.model, s.sinks, log, pm)
+	s.pipe = pipeline.New(pcfg, s.model, withInstance(s.sinks, recordInstance(cfg)), log, pm)
 	s.now.SetStates(s.pipe.Sources)
 	return s, nil
 }
@@ -340,6 +344,9 @@ func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 
 // AddSource starts a source; before Run it starts when Run starts.
 func (s *Service) AddSource(src config.Source) error {
+	if s.fleet != nil {
+		return s.fleet.put(src)
+	}
 	d, err := s.desired(src)
 	if err != nil {
 		return err
@@ -380,6 +387,9 @@ func (s *Service) Reconcile(want []config.Source) (added, removed, restarted []s
 
 // RemoveSource stops one source, leaving the others running.
 func (s *Service) RemoveSource(id string) error {
+	if s.fleet != nil {
+		return s.fleet.remove(id)
+	}
 	s.mu.Lock()
 	_, ok := s.sources[id]
 	delete(s.sources, id)
@@ -404,6 +414,13 @@ func (s *Service) Ready() (string, error) {
 	if s.pipe == nil {
 		return detail, errors.New("starting")
 	}
+	if s.fleet != nil {
+		fd, err := s.fleet.readiness()
+		detail = fd + detail
+		if err != nil {
+			return detail + s.pipe.SourcesSummary(), err
+		}
+	}
 	detail, alertsErr := s.alertsReady(detail)
 	detail += s.pipe.SourcesSummary()
 	if err := s.pipe.Ready(); err != nil {
@@ -420,6 +437,9 @@ func (s *Service) Ready() (string, error) {
 // Close releases sinks and the model; call after Run returned. After a
 // kill (second signal) the spool is closed at once: its records are on disk.
 func (s *Service) Close() {
+	if s.fleet != nil {
+		s.fleet.close()
+	}
 	for _, sp := range []*sink.SpoolingSink{s.spool, s.alertSpool} {
 		if s.killed.Load() && sp != nil {
 			ctx, cancel := context.WithCancel(context.Background())
