@@ -9,7 +9,7 @@ func TestClusterValidation(t *testing.T) {
 	env := func(string) string { return "" }
 	cases := map[string]struct{ yaml, want string }{
 		"no kafka sink": {"sinks: {jsonl: {path: '-'}}\ncluster: {enabled: true, instance: a}\n",
-			"line 2: sinks.kafka.enabled: cluster.enabled needs the Kafka sink"},
+			"line 1: sinks.kafka.enabled: cluster.enabled needs the Kafka sink"},
 		"sources in file": {"sinks: {kafka: {enabled: true}}\ncluster: {enabled: true, instance: a}\nsources: [{id: c, uri: 'synth://driving'}]\n",
 			"sources: must be empty with cluster.enabled"},
 		"heartbeat too slow": {"sinks: {kafka: {enabled: true}}\ncluster: {enabled: true, instance: a, session_timeout: 6s, heartbeat: 3s}\n",
