@@ -17,7 +17,7 @@ import (
 // e2eFleet is a set of lookout instances in cluster mode sharing one
 // catalogue, group and captions topic, each a real process.
 type e2eFleet struct {
-	t                                        *testing.T
+	t                                         *testing.T
 	dir, kafka, group, catalogue, ckpt, topic string
 	// extra is appended to every instance's cluster section.
 	extra string
