@@ -13,7 +13,7 @@ PY := $(STATE)/venv/bin/python
 CKPT ?=
 FUZZTIME ?= 10s
 
-.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench soak capacity page-cost clean
+.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench soak chaos capacity page-cost clean
 
 all: build
 
@@ -41,7 +41,7 @@ vet:
 test: build deps-py vet test-go test-py fuzz test-soak test-capacity test-demo
 
 test-go:
-	go test -count=1 -timeout 20m ./...
+	go test -count=1 -timeout 30m ./...
 
 test-py:
 	cd training && $(PY) -m pytest -q
@@ -92,6 +92,11 @@ bench: build deps-py
 
 soak: build
 	scripts/soak.sh 30m 60s
+
+## chaos: 10 minutes of random SIGKILLs and restarts of 3-4 fleet instances plus a broker
+## restart, then the accounting (docs/SCALING.md); make test runs the 2-minute version
+chaos: build
+	LOOKOUT_FLEET_CHAOS=10m go test -count=1 -timeout 30m -run 'TestE2EFleetChaos$$' -v ./e2e/
 
 ## capacity: cameras per core beside ffmpeg's decode limit (docs/CAPACITY.md; about 15 minutes)
 capacity: build
