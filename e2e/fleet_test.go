@@ -124,11 +124,16 @@ func TestE2EFleet(t *testing.T) {
 // exits 0.
 func e2eFleetStop(t *testing.T, f *e2eFleet) {
 	t.Helper()
+	var cpu []string
 	for _, m := range f.running() {
 		if code := m.p.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 			t.Errorf("%s exited %d after SIGTERM:\n%s", m.name, code, e2eTail(m.p.stderr.String(), 10))
 		}
+		st := m.p.cmd.ProcessState
+		used, wall := st.UserTime()+st.SystemTime(), time.Since(m.started)
+		cpu = append(cpu, fmt.Sprintf("%s %.1fs CPU in %.0fs (%.2f cores)", m.name, used.Seconds(), wall.Seconds(), used.Seconds()/wall.Seconds()))
 	}
+	t.Logf("instances stopped with SIGTERM, exit 0; CPU: %s", strings.Join(cpu, ", "))
 }
 
 // e2eFleetCheckJoin: sources that did not move kept one run (no restart)

@@ -114,10 +114,13 @@ func (t *Table) read(ctx context.Context, ends map[int32]int64, on func(Entry)) 
 	if len(ends) == 0 {
 		t.markSynced()
 	}
+	var warned time.Time
 	for ctx.Err() == nil {
 		fs := t.cl.PollFetches(ctx)
 		fs.EachError(func(_ string, _ int32, err error) {
-			if ctx.Err() == nil {
+			// At most one line per 30 s while the broker is away.
+			if ctx.Err() == nil && time.Since(warned) > 30*time.Second {
+				warned = time.Now()
 				t.log.Warn().Err(err).Str("topic", t.topic).Msg("reading compacted topic; retrying")
 			}
 		})
