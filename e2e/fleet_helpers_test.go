@@ -21,6 +21,8 @@ type e2eFleet struct {
 	dir, kafka, group, catalogue, ckpt, topic string
 	// extra is appended to every instance's cluster section.
 	extra string
+	// model, when set, replaces the tiny model for instances started next.
+	model string
 
 	mu      sync.Mutex
 	members map[string]*e2eMember
@@ -64,6 +66,10 @@ cluster:
   allow: {schemes: [synth, file], file_roots: ["%s"]}
 %s`, f.kafka, f.topic, name, f.group, f.catalogue, f.ckpt, e2e.tmp, f.extra)
 	cfg, addr := e2eServiceConfig(f.t, dir, "", "info", body)
+	if f.model != "" {
+		b, _ := os.ReadFile(cfg)
+		e2eWriteFile(f.t, cfg, strings.Replace(string(b), e2eTinyModel(), f.model, 1))
+	}
 	m := &e2eMember{name: name, http: addr, started: time.Now()}
 	m.p = e2eStartLookout(f.t, dir, "run", "--config", cfg)
 	f.mu.Lock()
