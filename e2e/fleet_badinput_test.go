@@ -46,6 +46,17 @@ func TestE2EFleetBadInput(t *testing.T) {
 	f.sources("put", "--id", "outside", "--uri", outside)
 	f.sources("put", "--id", "cam", "--uri", "device://0")
 	f.waitBalanced(1, 1, 1, 10*time.Second) // only "ok" runs
+	for args, want := range map[string]string{
+		"put --id x":                            "sources put: give a FILE, or --id and --uri",
+		"put --id bad/id --uri synth://driving": `source: line 1: id: "bad/id" must be non-empty`,
+		"rm nosuch":                             `sources rm: "nosuch" is not in the catalogue`,
+	} {
+		full := append(strings.Fields(args), "--brokers", kafka, "--catalogue", f.catalogue)
+		code, _, stderr, _ := e2eRunLookout(t, f.dir, time.Minute, append([]string{"sources"}, full...)...)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("lookout sources %s: exit %d, want 2 and %q:\n%s", args, code, want, stderr)
+		}
+	}
 	time.Sleep(time.Second)
 	m := e2eMetrics(t, a.http)
 	if n := e2eMetricSum(m, "lookout_cluster_catalogue_bad_records_total"); n != 2 {

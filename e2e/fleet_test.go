@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -52,6 +53,7 @@ func TestE2EFleet(t *testing.T) {
 	}
 	before := f.waitBalanced(total, 4, 5, 20*time.Second)
 	t.Logf("3 instances own 4-5 sources each %.1fs after start", time.Since(t0).Seconds())
+	e2eFleetCheckLs(t, f, before)
 	time.Sleep(4 * time.Second) // records flow before the join
 
 	tJoin := time.Now()
@@ -264,5 +266,24 @@ func e2eFleetPutRm(t *testing.T, f *e2eFleet) {
 		put.Seconds(), cmdPut.Seconds(), rm.Seconds(), cmdRm.Seconds())
 	if put > 2*time.Second || rm > 2*time.Second {
 		t.Errorf("put %s / rm %s: want each within 2s", put, rm)
+	}
+}
+
+// e2eFleetCheckLs: `lookout sources ls --json` names each source's owner as
+// the instances themselves report it, and its state there.
+func e2eFleetCheckLs(t *testing.T, f *e2eFleet, owner map[string]string) {
+	t.Helper()
+	var rows []struct{ ID, Owner, State string }
+	out := f.sources("ls", "--json")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("sources ls --json: %v\n%s", err, out)
+	}
+	if len(rows) != len(owner) {
+		t.Fatalf("sources ls lists %d sources, want %d:\n%s", len(rows), len(owner), out)
+	}
+	for _, r := range rows {
+		if r.Owner != owner[r.ID] || (r.State != "running" && r.State != "opening") {
+			t.Errorf("sources ls: %s owner %s state %s; the instances say owner %s", r.ID, r.Owner, r.State, owner[r.ID])
+		}
 	}
 }

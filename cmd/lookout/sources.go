@@ -171,7 +171,8 @@ func parseLabels(kvs []string) (map[string]string, error) {
 }
 
 // readSourcesFile reads one source, a list of sources, or a document with a
-// sources: list; each is validated like POST /sources.
+// sources: list; mistakes are reported with file, line and field, as in a
+// config file.
 func readSourcesFile(path string) ([]config.Source, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -179,31 +180,48 @@ func readSourcesFile(path string) ([]config.Source, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil || len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: not YAML: %v", path, err)
-	}
-	n := doc.Content[0]
-	if n.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == "sources" {
-				n = n.Content[i+1]
-				break
-			}
-		}
-	}
-	items := []*yaml.Node{n}
-	if n.Kind == yaml.SequenceNode {
-		items = n.Content
+		return nil, config.DecodeStrict(path, b, &struct{}{})
 	}
 	var out []config.Source
-	for _, it := range items {
-		one, _ := yaml.Marshal(it)
-		s, err := config.ParseSource(one)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, it.Line, err)
+	switch n := doc.Content[0]; {
+	case n.Kind == yaml.SequenceNode:
+		err = config.DecodeStrict(path, b, &out)
+	case n.Kind == yaml.MappingNode && hasKey(n, "sources"):
+		var d struct {
+			Sources []config.Source `yaml:"sources"`
 		}
-		out = append(out, s)
+		err = config.DecodeStrict(path, b, &d)
+		out = d.Sources
+	default:
+		var one config.Source
+		err = config.DecodeStrict(path, b, &one)
+		out = []config.Source{one}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].Every == 0 && out[i].FPS == 0 {
+			out[i].Every = time.Second
+		}
+		enc, err := cluster.EncodeSource(out[i])
+		if err == nil {
+			_, err = cluster.ParseSourceValue(out[i].ID, enc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: sources[%d] (%s): %w", path, i, out[i].ID, err)
+		}
 	}
 	return out, nil
+}
+
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 func newSourcesRmCmd() *cobra.Command {
