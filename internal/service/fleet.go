@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -92,7 +94,9 @@ func (s *Service) joinFleet(ctx context.Context, httpAddr string) error {
 	if err := s.reg.Register(f.m.inGroup); err != nil {
 		return err
 	}
-	s.fleet = f
+	s.mu.Lock()
+	s.fleet = f // the ops server may already ask (cluster())
+	s.mu.Unlock()
 	mctx, mcancel := context.WithCancel(context.Background())
 	f.cancel = mcancel
 	go s.followCatalogue(mctx)
@@ -318,4 +322,27 @@ func (s *Service) SourceStates() map[string]string {
 		out[st.ID] = st.State
 	}
 	return out
+}
+
+// cluster is the fleet in cluster mode, nil otherwise; the ops server may
+// ask while joinFleet sets it.
+func (s *Service) cluster() *fleet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fleet
+}
+
+// advertised is the ops address other hosts can reach (for `sources ls`): a
+// wildcard listen address is replaced by the host name.
+func advertised(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			return net.JoinHostPort(h, port)
+		}
+	}
+	return addr
 }

@@ -25,8 +25,8 @@ func (s *Service) Run(ctx context.Context) error { return s.pipe.Run(ctx) }
 // In cluster mode the instance leaves the group first, so that its sources
 // start elsewhere while it drains.
 func (s *Service) Stop() {
-	if s.fleet != nil {
-		s.fleet.leave()
+	if f := s.cluster(); f != nil {
+		f.leave()
 	}
 	s.pipe.Stop()
 }
@@ -62,7 +62,7 @@ func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, 
 			return err
 		}
 		defer ops.Close()
-		httpAddr = ops.ln.Addr().String()
+		httpAddr = advertised(ops.ln.Addr().String())
 	}
 	if cfg.Cluster.Enabled {
 		if err := svc.joinFleet(ctx, httpAddr); err != nil {
@@ -77,8 +77,8 @@ func Serve(ctx context.Context, cfgPath string, cfg config.Config, opt Options, 
 	if err != nil {
 		return err
 	}
-	if svc.fleet != nil && svc.fleet.refused() != nil {
-		return ConfigError{svc.fleet.refused()}
+	if f := svc.cluster(); f != nil && f.refused() != nil {
+		return ConfigError{f.refused()}
 	}
 	log.Info().Msg("stopped cleanly")
 	return nil
@@ -128,7 +128,7 @@ func (s *Service) handleSignals(cfgPath string, done <-chan struct{}) {
 // undisturbed. Unchanged rules keep their state (a match in progress, a
 // cooldown). A file with a mistake, in the rules too, changes nothing.
 func (s *Service) reload(cfgPath string) {
-	if s.fleet != nil {
+	if s.cluster() != nil {
 		s.log.Info().Msg("SIGHUP in cluster mode: sources come from the catalogue; re-applying this instance's assignment")
 		s.applyFleet()
 		return

@@ -344,8 +344,8 @@ func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 
 // AddSource starts a source; before Run it starts when Run starts.
 func (s *Service) AddSource(src config.Source) error {
-	if s.fleet != nil {
-		return s.fleet.put(src)
+	if f := s.cluster(); f != nil {
+		return f.put(src)
 	}
 	d, err := s.desired(src)
 	if err != nil {
@@ -387,8 +387,8 @@ func (s *Service) Reconcile(want []config.Source) (added, removed, restarted []s
 
 // RemoveSource stops one source, leaving the others running.
 func (s *Service) RemoveSource(id string) error {
-	if s.fleet != nil {
-		return s.fleet.remove(id)
+	if f := s.cluster(); f != nil {
+		return f.remove(id)
 	}
 	s.mu.Lock()
 	_, ok := s.sources[id]
@@ -414,8 +414,8 @@ func (s *Service) Ready() (string, error) {
 	if s.pipe == nil {
 		return detail, errors.New("starting")
 	}
-	if s.fleet != nil {
-		fd, err := s.fleet.readiness()
+	if f := s.cluster(); f != nil {
+		fd, err := f.readiness()
 		detail = fd + detail
 		if err != nil {
 			return detail + s.pipe.SourcesSummary(), err
@@ -437,8 +437,8 @@ func (s *Service) Ready() (string, error) {
 // Close releases sinks and the model; call after Run returned. After a
 // kill (second signal) the spool is closed at once: its records are on disk.
 func (s *Service) Close() {
-	if s.fleet != nil {
-		s.fleet.close()
+	if f := s.cluster(); f != nil {
+		f.close()
 	}
 	for _, sp := range []*sink.SpoolingSink{s.spool, s.alertSpool} {
 		if s.killed.Load() && sp != nil {
