@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"syscall"
@@ -266,6 +267,36 @@ func e2eFleetPutRm(t *testing.T, f *e2eFleet) {
 		put.Seconds(), cmdPut.Seconds(), rm.Seconds(), cmdRm.Seconds())
 	if put > 2*time.Second || rm > 2*time.Second {
 		t.Errorf("put %s / rm %s: want each within 2s", put, rm)
+	}
+	// POST on one instance and DELETE on another write the catalogue too.
+	ms := f.running()
+	send := func(m *e2eMember, method, path, body string) {
+		req, err := http.NewRequest(method, "http://"+m.http+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s on %s: status %d", method, path, m.name, resp.StatusCode)
+		}
+	}
+	t0 = time.Now()
+	send(ms[0], http.MethodPost, "/sources", `{"id":"late","uri":"synth://surveillance?seed=8&fps=2&size=320x180"}`)
+	reqPost := time.Since(t0)
+	post := wait(true)
+	t0 = time.Now()
+	send(ms[len(ms)-1], http.MethodDelete, "/sources?id=late", "")
+	reqDel := time.Since(t0)
+	del := wait(false)
+	t.Logf("POST /sources on %s (answered in %.2fs) ran the source %.2fs after the answer, DELETE on %s (%.2fs) stopped it %.2fs after",
+		ms[0].name, reqPost.Seconds(), post.Seconds(), ms[len(ms)-1].name, reqDel.Seconds(), del.Seconds())
+	if post > 2*time.Second || del > 2*time.Second {
+		t.Errorf("POST %s / DELETE %s: want each within 2s", post, del)
 	}
 }
 
