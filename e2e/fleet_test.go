@@ -242,15 +242,16 @@ func e2eFleetReportOverlap(t *testing.T, recs []sink.Record, window time.Duratio
 // removal stops it, each within 2 s.
 func e2eFleetPutRm(t *testing.T, f *e2eFleet) {
 	t.Helper()
+	id := "late"
 	wait := func(want bool) time.Duration {
 		t0 := time.Now()
 		for {
 			bySource, _ := f.ownership()
-			if (len(bySource["late"]) == 1) == want {
+			if (len(bySource[id]) == 1) == want {
 				return time.Since(t0)
 			}
 			if time.Since(t0) > 5*time.Second {
-				t.Fatalf("source late running=%v not reached in 5s: %v", want, bySource["late"])
+				t.Fatalf("source %s running=%v not reached in 5s: %v", id, want, bySource[id])
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -268,7 +269,10 @@ func e2eFleetPutRm(t *testing.T, f *e2eFleet) {
 	if put > 2*time.Second || rm > 2*time.Second {
 		t.Errorf("put %s / rm %s: want each within 2s", put, rm)
 	}
-	// POST on one instance and DELETE on another write the catalogue too.
+	// POST on one instance and DELETE on another write the catalogue too: a
+	// new id, once the rebalance after the rm is over.
+	id = "late2"
+	time.Sleep(2 * time.Second)
 	ms := f.running()
 	send := func(m *e2eMember, method, path, body string) {
 		req, err := http.NewRequest(method, "http://"+m.http+path, strings.NewReader(body))
@@ -286,11 +290,11 @@ func e2eFleetPutRm(t *testing.T, f *e2eFleet) {
 		}
 	}
 	t0 = time.Now()
-	send(ms[0], http.MethodPost, "/sources", `{"id":"late","uri":"synth://surveillance?seed=8&fps=2&size=320x180"}`)
+	send(ms[0], http.MethodPost, "/sources", `{"id":"late2","uri":"synth://surveillance?seed=8&fps=2&size=320x180"}`)
 	reqPost := time.Since(t0)
 	post := wait(true)
 	t0 = time.Now()
-	send(ms[len(ms)-1], http.MethodDelete, "/sources?id=late", "")
+	send(ms[len(ms)-1], http.MethodDelete, "/sources?id=late2", "")
 	reqDel := time.Since(t0)
 	del := wait(false)
 	t.Logf("POST /sources on %s (answered in %.2fs) ran the source %.2fs after the answer, DELETE on %s (%.2fs) stopped it %.2fs after",
