@@ -120,7 +120,49 @@ func TestE2EFleet(t *testing.T) {
 	}
 	e2eFleetReportOverlap(t, recs, 6*time.Second)
 	e2eFleetPutRm(t, f)
+	e2eFleetGracefulHandover(t, f, total)
 	e2eFleetStop(t, f)
+}
+
+// e2eFleetGracefulHandover: SIGTERM one instance; its sources run on the
+// others within 3 s, and it exits 0.
+func e2eFleetGracefulHandover(t *testing.T, f *e2eFleet, total int) {
+	t.Helper()
+	m := f.running()[0]
+	mine, _ := m.owned()
+	t0 := time.Now()
+	if err := m.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		bySource, _ := f.ownership()
+		moved := 0
+		for _, id := range mine {
+			for _, o := range bySource[id] {
+				if o != m.name {
+					moved++
+					break
+				}
+			}
+		}
+		if moved == len(mine) {
+			break
+		}
+		if time.Since(t0) > 10*time.Second {
+			t.Fatalf("after SIGTERM of %s, %d of its %d sources run elsewhere after 10s", m.name, moved, len(mine))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(t0)
+	if code := m.p.wait(30 * time.Second); code != 0 {
+		t.Errorf("%s exited %d after SIGTERM", m.name, code)
+	}
+	t.Logf("SIGTERM: %s's %d sources ran on the others %.2fs later", m.name, len(mine), took.Seconds())
+	if took > 3*time.Second {
+		t.Errorf("graceful handover took %s, want <= 3s", took)
+	}
+	n := len(f.running())
+	f.waitBalanced(total, total/n, (total+n-1)/n, 10*time.Second)
 }
 
 // e2eFleetStop stops every instance with SIGTERM: each leaves the group and
