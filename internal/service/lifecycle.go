@@ -128,17 +128,17 @@ func (s *Service) handleSignals(cfgPath string, done <-chan struct{}) {
 // undisturbed. Unchanged rules keep their state (a match in progress, a
 // cooldown). A file with a mistake, in the rules too, changes nothing.
 func (s *Service) reload(cfgPath string) {
-	if s.cluster() != nil {
-		s.log.Info().Msg("SIGHUP in cluster mode: sources come from the catalogue; re-applying this instance's assignment")
-		s.applyFleet()
-		return
-	}
 	cfg, err := config.Load(cfgPath)
 	if err == nil {
 		err = s.ReplaceRules(cfg)
 	}
 	if err != nil {
 		s.log.Error().Err(err).Msg("reload refused; keeping the running sources and rules")
+		return
+	}
+	if s.cluster() != nil {
+		s.log.Info().Int("rules", len(cfg.Rules)).Msg("reloaded rules; in cluster mode the sources come from the catalogue: re-applying this instance's assignment")
+		s.applyFleet()
 		return
 	}
 	added, removed, restarted, err := s.Reconcile(cfg.Sources)
