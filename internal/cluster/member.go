@@ -257,6 +257,9 @@ func (m *Member) sync(ctx context.Context, join *kmsg.JoinGroupResponse) error {
 	m.mu.Unlock()
 	m.cfg.OnAssign(join.Generation, a.Sources)
 	m.inGroup.Store(true)
+	// A catalogue change that arrived while this round ran (before this
+	// member knew it leads, or after it planned) starts the next one.
+	m.CatalogueChanged()
 	return nil
 }
 
