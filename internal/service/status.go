@@ -60,11 +60,12 @@ func (s *Service) StatusHeader() statuspage.Header {
 
 // exposeZeros makes a source's event counters exist at 0 from the start
 // (Prometheus' advice for known labels), so that rate() and the dashboard
-// see drops and gated frames as 0 rather than as no data.
+// see drops, stale and gated frames as 0 rather than as no data.
 func (s *Service) exposeZeros(src config.Source) {
 	if s.pm != nil {
 		s.pm.FramesDropped.WithLabelValues(src.ID, "overflow")
 	}
+	s.srcM.stale.WithLabelValues(src.ID)
 	if src.Gate.Threshold > 0 {
 		s.srcM.gated.WithLabelValues(src.ID)
 	}
