@@ -41,7 +41,7 @@ vet:
 test: build deps-py vet test-go test-py fuzz test-soak test-capacity test-demo
 
 test-go:
-	go test -count=1 -timeout 30m ./...
+	scripts/test-go.sh
 
 test-py:
 	cd training && $(PY) -m pytest -q
