@@ -103,7 +103,7 @@ tokenizer.json, and optionally attributes_model.onnx + attributes.json and domai
 (the out-of-domain profile our export toolchain writes; docs/MODELS.md).
 The ONNX Runtime library comes from scripts/ort.sh (or $LOOKOUT_ORT_LIB).`,
 	}
-	cmd.AddCommand(newModelInfoCmd(), newModelCheckCmd(), newModelBenchCmd())
+	cmd.AddCommand(newModelInfoCmd(), newModelCheckCmd(), newModelBenchCmd(), newModelPullCmd())
 	return cmd
 }
 

@@ -136,17 +136,23 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
         raise CheckpointError(f"output {out}: not writable; pick a writable folder")
     from optimum.exporters.onnx import main_export
 
+    def progress(msg):
+        print(f"export: {msg}", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="lookout-export-") as tmp:
         # optimum merges the decoders in its post-processing; ONNX Runtime's optimizer cannot rewrite the
         # merged graph (its If branches), so an optimised merged export optimises the split pair and merges after.
+        progress(f"optimum image-to-text-with-past export of {ckpt} (fp32, cpu)")
         main_export(model_name_or_path=ckpt, output=tmp, task="image-to-text-with-past", device="cpu",
                     opset=opset, do_validation=False, no_post_process=(layout == "split" or optimized))
         if optimized:
+            progress("ONNX Runtime transformer optimizer pass (opt_level 1) on the encoder and decoders")
             optimize(tmp, cfg)
             if layout == "merged":
                 from optimum.onnx import merge_decoders
 
                 dec, past = (os.path.join(tmp, n) for n in DECODERS["split"])
+                progress("merging the decoders")
                 merge_decoders(dec, past, save_path=os.path.join(tmp, DECODERS["merged"][0]))
         # The other layout's decoder files must not linger: the engine prefers a merged decoder when present.
         for other, names in DECODERS.items():
@@ -172,6 +178,7 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
         if missing:
             raise CheckpointError(f"export of {ckpt}: exporter did not write {missing}; check the checkpoint has a tokenizer and preprocessor_config.json")
     export_attributes(ckpt, out)
+    progress(f"wrote {out} ({layout} decoder layout)")
     return sorted(os.listdir(out))
 
 
