@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/pretrained"
@@ -57,7 +58,65 @@ func (d *detokenizer) decode(ids []int64) (s string, err error) {
 			in = append(in, int(id))
 		}
 	}
-	return strings.TrimSpace(d.tk.Decode(in, true)), nil
+	return strings.TrimSpace(replaceInvalidUTF8(d.tk.Decode(in, true))), nil
+}
+
+// replaceInvalidUTF8 does what Python's bytes.decode("utf-8", errors="replace")
+// does to the bytes a byte-level BPE decodes to: each maximal invalid
+// subpart (a stray byte, or a truncated sequence's valid prefix) becomes one
+// U+FFFD. strings.ToValidUTF8 would fold a run of them into one.
+func replaceInvalidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r != utf8.RuneError || n > 1 {
+			b.WriteString(s[i : i+n])
+			i += n
+			continue
+		}
+		b.WriteRune(utf8.RuneError)
+		i += invalidSubpart(s[i:])
+	}
+	return b.String()
+}
+
+// invalidSubpart is the length of the maximal subpart of an ill-formed
+// sequence starting at s[0] (Unicode 15, table 3-7): 1 for a byte that cannot
+// start a sequence, else the lead byte plus the continuation bytes that were
+// still valid before the sequence broke off.
+func invalidSubpart(s string) int {
+	c := s[0]
+	var need int
+	lo, hi := byte(0x80), byte(0xBF)
+	switch {
+	case c >= 0xC2 && c <= 0xDF:
+		need = 1
+	case c == 0xE0:
+		need, lo = 2, 0xA0
+	case c == 0xED:
+		need, hi = 2, 0x9F
+	case c >= 0xE1 && c <= 0xEF:
+		need = 2
+	case c == 0xF0:
+		need, lo = 3, 0x90
+	case c == 0xF4:
+		need, hi = 3, 0x8F
+	case c >= 0xF1 && c <= 0xF3:
+		need = 3
+	default:
+		return 1
+	}
+	n := 1
+	for ; n <= need && n < len(s); n++ {
+		if s[n] < lo || s[n] > hi {
+			break
+		}
+		lo, hi = 0x80, 0xBF
+	}
+	return n
 }
 
 func oneLine(s string) string {
@@ -100,5 +159,5 @@ func (d *detokenizer) decodeRaw(ids []int64) (s string, err error) {
 			in = append(in, int(id))
 		}
 	}
-	return d.tk.Decode(in, false), nil
+	return replaceInvalidUTF8(d.tk.Decode(in, false)), nil
 }
