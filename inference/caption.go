@@ -250,8 +250,8 @@ func (m *Model) attributes(ws *workspace, n int) ([]map[string]Attribute, error)
 
 // generate runs greedy or beam search over the encoded batch.
 func (m *Model) generate(ctx context.Context, ws *workspace, n int, g *GenerationSettings) ([][]hypothesis, error) {
-	d := m.newDecoder(ws, n, n*g.NumBeams, g.MaxLength)
-	defer d.close()
+	d, done := m.newStepper(ws, n, n*g.NumBeams, g.MaxLength)
+	defer done()
 	return m.search(ctx, d, n, g)
 }
 

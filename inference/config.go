@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +38,9 @@ type EncoderConfig struct {
 	NumChannels int    `json:"num_channels"`
 	NumLayers   int    `json:"num_hidden_layers"`
 	NumHeads    int    `json:"num_attention_heads"`
+	// Depths are Swin's layers per stage: each stage after the first merges
+	// 2x2 patches, which fixes the encoder's sequence length.
+	Depths []int `json:"depths,omitempty"`
 }
 
 // DecoderConfig is the GPT-2 part of config.json.
@@ -51,6 +55,57 @@ type DecoderConfig struct {
 	PadTokenID          *int64   `json:"pad_token_id"`
 	BosTokenID          *int64   `json:"bos_token_id"`
 	EOSTokenID          TokenIDs `json:"eos_token_id"`
+}
+
+// Encoders and Decoders are the VisionEncoderDecoder families the engine
+// runs (docs/MODELS.md). The decoder's graph contract (its KV cache) is read
+// from the graph itself: GPT-2 style self-attention cache, TrOCR/BART style
+// self + cross-attention cache, or none (optimum exports BERT and RoBERTa
+// decoders without one).
+var (
+	Encoders = []string{"vit", "deit", "beit", "swin"}
+	Decoders = []string{"gpt2", "trocr", "bert", "roberta"}
+)
+
+// UnmarshalJSON reads the decoder's sizes under any family's names: GPT-2's
+// n_embd/n_head/n_layer/n_positions, BERT's hidden_size/num_attention_heads/
+// num_hidden_layers/max_position_embeddings, TrOCR and BART's
+// d_model/decoder_attention_heads/decoder_layers.
+func (d *DecoderConfig) UnmarshalJSON(b []byte) error {
+	type plain DecoderConfig
+	var aux struct {
+		plain
+		HiddenSize  int `json:"hidden_size"`
+		NumHeads    int `json:"num_attention_heads"`
+		NumLayers   int `json:"num_hidden_layers"`
+		DModel      int `json:"d_model"`
+		DecHeads    int `json:"decoder_attention_heads"`
+		DecLayers   int `json:"decoder_layers"`
+		MaxPosition int `json:"max_position_embeddings"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*d = DecoderConfig(aux.plain)
+	if d.ModelType == "gpt2" {
+		return nil
+	}
+	firstSet := func(v ...int) int {
+		for _, x := range v {
+			if x != 0 {
+				return x
+			}
+		}
+		return 0
+	}
+	d.NEmbd = firstSet(aux.DModel, aux.HiddenSize)
+	d.NHead = firstSet(aux.DecHeads, aux.NumHeads)
+	d.NLayer = firstSet(aux.DecLayers, aux.NumLayers)
+	d.NPositions = aux.MaxPosition
+	if d.ModelType == "roberta" && d.NPositions > 2 {
+		d.NPositions -= 2 // RoBERTa's positions start after the padding index
+	}
+	return nil
 }
 
 // TokenIDs decodes a JSON token id that may be null, one integer or a list of integers.
@@ -177,11 +232,11 @@ func parseModelConfig(data []byte) (*ModelConfig, error) {
 	if c.ModelType != "vision-encoder-decoder" {
 		return nil, fmt.Errorf("model_type is %q, want \"vision-encoder-decoder\" (export with task image-to-text-with-past)", c.ModelType)
 	}
-	if c.Encoder.ModelType != "vit" && c.Encoder.ModelType != "deit" {
-		return nil, fmt.Errorf("encoder.model_type is %q, want \"vit\"", c.Encoder.ModelType)
+	if !slices.Contains(Encoders, c.Encoder.ModelType) {
+		return nil, fmt.Errorf("encoder.model_type %q is not supported (encoders: %s)", c.Encoder.ModelType, strings.Join(Encoders, ", "))
 	}
-	if c.Decoder.ModelType != "gpt2" {
-		return nil, fmt.Errorf("decoder.model_type is %q, want \"gpt2\"", c.Decoder.ModelType)
+	if !slices.Contains(Decoders, c.Decoder.ModelType) {
+		return nil, fmt.Errorf("decoder.model_type %q is not supported (decoders: %s)", c.Decoder.ModelType, strings.Join(Decoders, ", "))
 	}
 	d := c.Decoder
 	switch {

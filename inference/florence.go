@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Florence-2 graphs, as onnx-community's folders for Transformers.js name them
@@ -57,9 +58,18 @@ func Architecture(dir string) (arch string, supported bool, err error) {
 	}
 	var c struct {
 		ModelType string `json:"model_type"`
+		Encoder   struct {
+			ModelType string `json:"model_type"`
+		} `json:"encoder"`
+		Decoder struct {
+			ModelType string `json:"model_type"`
+		} `json:"decoder"`
 	}
 	if err := strictJSON(b, &c); err != nil {
 		return "", false, fileError(dir, fileConfig, "%v", err)
+	}
+	if c.ModelType == "vision-encoder-decoder" && (!slices.Contains(Encoders, c.Encoder.ModelType) || !slices.Contains(Decoders, c.Decoder.ModelType)) {
+		return fmt.Sprintf("vision-encoder-decoder with a %s encoder and a %s decoder", c.Encoder.ModelType, c.Decoder.ModelType), false, nil
 	}
 	switch c.ModelType {
 	case "vision-encoder-decoder", "florence2":

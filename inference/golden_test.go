@@ -162,6 +162,18 @@ func testGolden(t *testing.T, name, dirOverride string) {
 
 func TestGoldenTiny(t *testing.T) { testGolden(t, "tiny-vit-gpt2", "") }
 
+// TestGoldenFamilies: one tiny random fixture per VisionEncoderDecoder family
+// (python -m lookout_train families; docs/MODELS.md), each against
+// transformers generate() on its PyTorch checkpoint, token for token: BEiT +
+// GPT-2 (byte-level BPE, self-attention cache), DeiT + TrOCR (byte-level BPE,
+// self + cross-attention cache), Swin + TrOCR (SentencePiece Unigram), ViT +
+// BERT (WordPiece, no cache), DeiT + RoBERTa (byte-level BPE, no cache).
+func TestGoldenFamilies(t *testing.T) {
+	for _, f := range []string{"beit-gpt2", "deit-trocr", "swin-trocr", "vit-bert", "deit-roberta"} {
+		t.Run(f, func(t *testing.T) { testGolden(t, "tiny-"+f, "") })
+	}
+}
+
 // TestGoldenSplitDecoder checks the fallback layout (decoder_model.onnx +
 // decoder_with_past_model.onnx, no merged decoder) against the same golden outputs.
 func TestGoldenSplitDecoder(t *testing.T) {

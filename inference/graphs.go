@@ -101,7 +101,7 @@ func (m *Model) checkEncoder() error {
 		}
 	}
 	if m.encSeq <= 0 && m.cfg.Encoder.PatchSize > 0 {
-		m.encSeq = (m.pre.Height/m.cfg.Encoder.PatchSize)*(m.pre.Width/m.cfg.Encoder.PatchSize) + 1
+		m.encSeq = encoderSeq(m.cfg.Encoder, m.pre.Height, m.pre.Width)
 	}
 	if m.encSeq <= 0 {
 		return fileError(dir, fileEncoder, "output last_hidden_state has no fixed sequence length and config.json has no encoder.patch_size")
@@ -109,10 +109,33 @@ func (m *Model) checkEncoder() error {
 	return nil
 }
 
+// encoderSeq is the encoder's output length for an image size: one token per
+// patch plus the class token (ViT, BEiT) or the class and distillation tokens
+// (DeiT); Swin has no class token and halves each side per stage after the first.
+func encoderSeq(e EncoderConfig, h, w int) int {
+	ph, pw := h/e.PatchSize, w/e.PatchSize
+	switch e.ModelType {
+	case "deit":
+		return ph*pw + 2
+	case "swin":
+		for i := 1; i < len(e.Depths); i++ {
+			ph, pw = (ph+1)/2, (pw+1)/2
+		}
+		return ph * pw
+	}
+	return ph*pw + 1
+}
+
 // checkDecoders checks the merged decoder, or the split pair.
 func (m *Model) checkDecoders() error {
 	var err error
 	dir := m.dir
+	if m.kv, err = m.decoderKind(); err != nil {
+		return err
+	}
+	if m.kv != kvSelf {
+		return m.checkOtherDecoders(m.kv)
+	}
 	kvIn := func() []ioSpec {
 		var s []ioSpec
 		for i := 0; i < m.layers; i++ {

@@ -176,8 +176,8 @@ func (m *Model) firstStep(img gocv.Mat) (pix, enc, logits []float32, err error) 
 	if err := m.encode(ws, 1); err != nil {
 		return nil, nil, nil, err
 	}
-	d := m.newDecoder(ws, 1, 1, 2)
-	defer d.close()
+	d, done := m.newStepper(ws, 1, 1, 2)
+	defer done()
 	l, err := d.step([]int64{m.gen.DecoderStartToken})
 	if err != nil {
 		return nil, nil, nil, err

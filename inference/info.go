@@ -31,7 +31,7 @@ type ModelInfo struct {
 	ImageSize  [2]int             `json:"image_size"` // width, height after preprocessing
 	Resample   int                `json:"resample"`
 	Mean, Std  [3]float32         `json:"-"`
-	Layout     string             `json:"layout"` // "merged" or "split"
+	Layout     string             `json:"layout"` // "merged", "split" or "nocache"
 	Graphs     []GraphInfo        `json:"graphs"`
 	Generation GenerationSettings `json:"generation"`
 	Attributes []AttributeSpec    `json:"attributes,omitempty"`
@@ -41,7 +41,10 @@ type ModelInfo struct {
 	// Architecture is "vision-encoder-decoder" or "florence2"; Task is
 	// Florence-2's default task.
 	Architecture string `json:"architecture"`
-	Task         string `json:"task,omitempty"`
+	// DecoderKind names the decoder family and its cache contract
+	// ("trocr decoder, self + cross-attention cache").
+	DecoderKind string `json:"decoder_kind,omitempty"`
+	Task        string `json:"task,omitempty"`
 }
 
 // Info describes the loaded model.
@@ -53,6 +56,9 @@ func (m *Model) Info() ModelInfo {
 		ImageSize: [2]int{m.pre.Width, m.pre.Height}, Resample: m.pre.Filter,
 		Mean: m.pre.Mean, Std: m.pre.Std, Layout: "merged", Generation: m.gen, Architecture: "vision-encoder-decoder",
 		FileBytes: map[string]int64{},
+	}
+	if m.fl == nil {
+		info.DecoderKind = m.describeDecoder()
 	}
 	if m.fl != nil {
 		info.Architecture, info.Layout, info.Task, info.Graphs = "florence2", "florence2", m.fl.task, m.fl.graphs
@@ -66,6 +72,9 @@ func (m *Model) Info() ModelInfo {
 	info.Graphs = append(info.Graphs, GraphInfo{fileEncoder, conv(m.encIn), conv(m.encOut)})
 	if m.merged {
 		info.Graphs = append(info.Graphs, GraphInfo{fileMerged, conv(m.decIn), conv(m.decOut)})
+	} else if m.kv == kvNone {
+		info.Layout = "nocache"
+		info.Graphs = append(info.Graphs, GraphInfo{fileDecoder, conv(m.dec0In), conv(m.dec0Out)})
 	} else {
 		info.Layout = "split"
 		info.Graphs = append(info.Graphs, GraphInfo{fileDecoder, conv(m.dec0In), conv(m.dec0Out)},

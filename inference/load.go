@@ -153,9 +153,9 @@ func (m *Model) pickLayout(decoder string) error {
 		return fileError(dir, missing, "missing, and decoder split was asked for; use decoder auto or merged, or export without optimum's post-processing")
 	case decoder != "split" && exists(fileMerged):
 		m.merged = true
-	case exists(fileDecoder) && exists(fileDecoderPast):
 	case exists(fileDecoder):
-		return fileError(dir, fileDecoderPast, "missing and no %s: the export has no KV cache; use task image-to-text-with-past", fileMerged)
+		// Alone, it is a decoder without a cache (BERT, RoBERTa) or an
+		// incomplete export: checkDecoders reads the graph to tell.
 	default:
 		return fileError(dir, fileMerged, "missing (nor %s + %s); export with task image-to-text-with-past", fileDecoder, fileDecoderPast)
 	}
@@ -225,6 +225,8 @@ func (m *Model) onnxFiles() []string {
 	f := []string{fileEncoder}
 	if m.merged {
 		f = append(f, fileMerged)
+	} else if m.kv == kvNone {
+		f = append(f, fileDecoder)
 	} else {
 		f = append(f, fileDecoder, fileDecoderPast)
 	}

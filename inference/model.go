@@ -92,7 +92,8 @@ type Model struct {
 	attrSess *session
 	fl       *florence // Florence-2 only; nil for VisionEncoderDecoder
 	merged   bool
-	hasMask  bool // decoder takes attention_mask
+	hasMask  bool   // decoder takes attention_mask
+	kv       kvKind // the decoder graph's cache contract
 
 	layers, heads, headDim, hidden, vocab int
 	encSeq                                int // encoder sequence length T

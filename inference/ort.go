@@ -295,6 +295,9 @@ func (m *Model) openWith(opts *Options, provider string) error {
 	if m.encoder, err = open(fileEncoder, []string{"pixel_values"}, []string{"last_hidden_state"}); err != nil {
 		return err
 	}
+	if m.kv != kvSelf {
+		return m.openOtherDecoders(open)
+	}
 	if m.merged {
 		in, out := m.decoderNames(true, true, m.decIn)
 		if m.decoder, err = open(fileMerged, in, out); err != nil {

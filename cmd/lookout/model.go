@@ -250,6 +250,15 @@ func closeMats(ms []gocv.Mat) {
 	}
 }
 
+// supportedLine says what lookout runs, for an unsupported architecture's one line.
+func supportedLine(arch string) string {
+	if strings.HasPrefix(arch, "vision-encoder-decoder") {
+		return fmt.Sprintf("lookout runs VisionEncoderDecoder with encoders %s and decoders %s; see docs/MODELS.md",
+			strings.Join(inference.Encoders, ", "), strings.Join(inference.Decoders, ", "))
+	}
+	return "lookout runs vision-encoder-decoder and florence2"
+}
+
 func newModelCheckCmd() *cobra.Command {
 	var f modelFlags
 	cmd := &cobra.Command{
@@ -267,7 +276,7 @@ func newModelCheckCmd() *cobra.Command {
 			defer closeMats(imgs)
 			arch, ok, err := inference.Architecture(args[0])
 			if err == nil && !ok {
-				err = fmt.Errorf("model %s: architecture %s is not supported (lookout runs vision-encoder-decoder and florence2)", args[0], arch)
+				err = fmt.Errorf("model %s: architecture %s is not supported (%s)", args[0], arch, supportedLine(arch))
 			}
 			if err != nil {
 				return err
@@ -279,6 +288,9 @@ func newModelCheckCmd() *cobra.Command {
 			defer m.Close()
 			out := cmd.OutOrStdout()
 			if !f.asJSON {
+				if in := m.Info(); in.Architecture != "florence2" {
+					arch = fmt.Sprintf("%s: %s encoder + %s", arch, in.Encoder.ModelType, in.DecoderKind)
+				}
 				fmt.Fprintf(out, "model %s ok: %s, architecture %s (supported), digest %s, provider %s\n", m.Name(), args[0], arch, m.Digest(), m.Provider())
 			}
 			for i, img := range imgs {

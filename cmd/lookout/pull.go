@@ -226,7 +226,7 @@ func copyFile(src, dst string) error {
 func verifyPulled(dir string, opts inference.Options) (string, error) {
 	arch, ok, err := inference.Architecture(dir)
 	if err == nil && !ok {
-		err = fmt.Errorf("architecture %s is not supported (lookout runs vision-encoder-decoder and florence2)", arch)
+		err = fmt.Errorf("architecture %s is not supported (%s)", arch, supportedLine(arch))
 	}
 	if err != nil {
 		return "", err
