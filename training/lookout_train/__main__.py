@@ -1,4 +1,4 @@
-"""python -m lookout_train <command> [args]: commands tiny, golden, export, train, eval, florence, domain, hub.
+"""python -m lookout_train <command> [args]: commands tiny, golden, export, train, eval, florence, domain, hub, families.
 
 Run with PYTHONPATH=training (the scripts set it) or from inside training/.
 """
@@ -16,6 +16,7 @@ def main(argv=None):
         "florence": "lookout_train.florence",
         "domain": "lookout_train.domain",
         "hub": "lookout_train.hub",
+        "families": "lookout_train.families",
     }
     if not argv or argv[0] not in cmds:
         print(f"usage: python -m lookout_train {{{','.join(cmds)}}} [args] (-h for help)", file=sys.stderr)

@@ -35,7 +35,21 @@ COMMON = [
 DECODERS = {
     "split": ["decoder_model.onnx", "decoder_with_past_model.onnx"],
     "merged": ["decoder_model_merged.onnx"],
+    "nocache": ["decoder_model.onnx"],  # BERT/RoBERTa decoders: no KV cache
 }
+# VisionEncoderDecoder families the export handles (docs/MODELS.md). optimum exports BERT and RoBERTa
+# decoders only without a KV cache (task image-to-text: decoder_model.onnx, the whole prefix every step).
+ENCODERS = ("vit", "deit", "beit", "swin")
+DECODER_TASK = {"gpt2": "image-to-text-with-past", "trocr": "image-to-text-with-past",
+                "bert": "image-to-text", "roberta": "image-to-text"}
+UNSUPPORTED = {
+    "bart": "; optimum-onnx 0.1.0 + transformers 4.57 fail tracing a BART decoder's cache (IndexError in cache_utils)",
+    "mbart": "; optimum-onnx 0.1.0 + transformers 4.57 fail tracing an mBART decoder's cache (IndexError in cache_utils)",
+}
+# onnxruntime.transformers optimizer model types per family (fusion patterns; opt_level 1 stays portable).
+# Swin is left as exported: the optimizer's swin fusion asserts on per-stage head counts.
+OPT_KIND = {"vit": "vit", "deit": "vit", "beit": "vit", "swin": None, "gpt2": "gpt2", "trocr": "bart",
+            "bert": "bert", "roberta": "bert"}
 REQUIRED = ["encoder_model.onnx", "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json"]
 
 
@@ -63,13 +77,15 @@ def check_checkpoint(path: str, want: str = "vision-encoder-decoder") -> dict:
     if mt not in ok:
         raise CheckpointError(
             f"checkpoint {path}: model_type {mt!r} is not {' or '.join(sorted(ok))}; "
-            "pass a VisionEncoderDecoder (ViT + GPT-2) checkpoint folder")
+            "pass a VisionEncoderDecoder checkpoint folder")
     if mt == "vision-encoder-decoder":
         et = cfg.get("encoder", {}).get("model_type")
         dt = cfg.get("decoder", {}).get("model_type")
-        if et != "vit" or (want == "vision-encoder-decoder" and dt != "gpt2"):
+        if et not in ENCODERS or (want == "vision-encoder-decoder" and dt not in DECODER_TASK):
+            why = UNSUPPORTED.get(dt, "")
             raise CheckpointError(
-                f"checkpoint {path}: encoder/decoder are {et}/{dt}, want vit/gpt2; pass a ViT+GPT-2 checkpoint folder")
+                f"checkpoint {path}: encoder/decoder {et}/{dt} is not supported (encoders {'/'.join(ENCODERS)}, "
+                f"decoders {'/'.join(DECODER_TASK)}){why}")
     if not any(os.path.isfile(os.path.join(path, w)) for w in ("model.safetensors", "pytorch_model.bin")):
         raise CheckpointError(f"checkpoint {path}: no model.safetensors or pytorch_model.bin; save it with save_pretrained")
     return cfg
@@ -110,13 +126,17 @@ def optimize(folder: str, cfg: dict) -> None:
     """Rewrites the folder's encoder and decoder graphs in place with onnxruntime.transformers' optimizer."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    kinds = {"encoder_model.onnx": ("vit", cfg["encoder"]["num_attention_heads"], cfg["encoder"]["hidden_size"])}
-    dec = cfg["decoder"]
+    enc, dec = cfg["encoder"], cfg["decoder"]
+    enc_heads = enc.get("num_attention_heads") or 0  # swin: per-stage list; 0 lets the optimizer read the graph
+    kinds = {"encoder_model.onnx": (OPT_KIND.get(enc.get("model_type")), enc_heads if isinstance(enc_heads, int) else 0,
+                                    enc.get("hidden_size", 0))}
+    dec_heads = dec.get("n_head") or dec.get("decoder_attention_heads") or dec.get("num_attention_heads") or 0
+    dec_hidden = dec.get("n_embd") or dec.get("d_model") or dec.get("hidden_size") or 0
     for name in DECODERS["split"]:
-        kinds[name] = ("gpt2", dec.get("n_head", 0), dec.get("n_embd", 0))
+        kinds[name] = (OPT_KIND.get(dec.get("model_type"), "gpt2"), dec_heads, dec_hidden)
     for name, (kind, heads, hidden) in kinds.items():
         path = os.path.join(folder, name)
-        if not os.path.isfile(path):
+        if kind is None or not os.path.isfile(path):
             continue
         # opt_level 1: ONNX Runtime's portable rewrites only, no hardware-specific layouts in the saved file
         m = optimize_model(path, model_type=kind, num_heads=heads, hidden_size=hidden, opt_level=1)
@@ -142,9 +162,12 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
     with tempfile.TemporaryDirectory(prefix="lookout-export-") as tmp:
         # optimum merges the decoders in its post-processing; ONNX Runtime's optimizer cannot rewrite the
         # merged graph (its If branches), so an optimised merged export optimises the split pair and merges after.
-        progress(f"optimum image-to-text-with-past export of {ckpt} (fp32, cpu)")
-        main_export(model_name_or_path=ckpt, output=tmp, task="image-to-text-with-past", device="cpu",
-                    opset=opset, do_validation=False, no_post_process=(layout == "split" or optimized))
+        task = DECODER_TASK[cfg["decoder"]["model_type"]]
+        if task == "image-to-text":
+            layout = "nocache"
+        progress(f"optimum {task} export of {ckpt} (fp32, cpu)")
+        main_export(model_name_or_path=ckpt, output=tmp, task=task, device="cpu",
+                    opset=opset, do_validation=False, no_post_process=(layout != "merged" or optimized))
         if optimized:
             progress("ONNX Runtime transformer optimizer pass (opt_level 1) on the encoder and decoders")
             optimize(tmp, cfg)
@@ -158,6 +181,8 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
         for other, names in DECODERS.items():
             if other != layout:
                 for name in names:
+                    if name in DECODERS[layout]:
+                        continue
                     if os.path.isfile(os.path.join(out, name)):
                         os.remove(os.path.join(out, name))
         # A previous export's domain profile describes the previous encoder: main() fits a new one
