@@ -41,27 +41,37 @@ func e2eToolchainEnv(t *testing.T) {
 // VisionEncoderDecoder checkpoint exports it (optimum + the optimizer pass),
 // `model check` accepts the result, and its captions on the golden images
 // equal transformers generate()'s on the same checkpoint, token for token.
+// The ViT + BERT family (exported without a cache) goes the same way.
 func TestE2EModelPullCheckpoint(t *testing.T) {
 	e2eNeedBinary(t)
 	e2eToolchainEnv(t)
+	for _, tc := range []struct{ name, task, card string }{
+		{"tiny-vit-gpt2", "image-to-text-with-past", "VisionEncoderDecoder vit + gpt2 (split decoder), vocab 320"},
+		{"tiny-vit-bert", "image-to-text", "VisionEncoderDecoder vit + bert (nocache decoder)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { e2ePullCheckpoint(t, tc.name, tc.task, tc.card) })
+	}
+}
+
+func e2ePullCheckpoint(t *testing.T, name, task, card string) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "pulled")
-	ckpt := filepath.Join(e2e.root, "testdata", "models", "tiny-vit-gpt2-pytorch")
+	ckpt := filepath.Join(e2e.root, "testdata", "models", name+"-pytorch")
 	code, stdout, stderr, took := e2eRunLookout(t, dir, 3*time.Minute, "model", "pull", ckpt, "--out", out)
 	if code != 0 {
 		t.Fatalf("model pull: exit %d\n%s", code, e2eTail(stderr, 30))
 	}
 	t.Logf("model pull of the checkpoint took %s", took.Round(time.Millisecond))
-	for _, want := range []string{"export: optimum image-to-text-with-past export", "export: ONNX Runtime transformer optimizer pass", "pull: verifying"} {
+	for _, want := range []string{"export: optimum " + task + " export", "export: ONNX Runtime transformer optimizer pass", "pull: verifying"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("progress line %q missing from stderr:\n%s", want, stderr)
 		}
 	}
-	if !strings.Contains(stdout, "VisionEncoderDecoder vit + gpt2 (split decoder), vocab 320") || strings.Count(stdout, "\n") != 1 {
-		t.Errorf("model card line: %q", stdout)
+	if !strings.Contains(stdout, card) || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("model card line: %q, want it to hold %q", stdout, card)
 	}
 	var g pullGolden
-	b, err := os.ReadFile(filepath.Join(e2e.root, "testdata", "golden", "tiny-vit-gpt2.json"))
+	b, err := os.ReadFile(filepath.Join(e2e.root, "testdata", "golden", name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +84,7 @@ func TestE2EModelPullCheckpoint(t *testing.T) {
 	for _, im := range g.Images {
 		args = append(args, filepath.Join(e2e.root, "testdata", "golden", im.File))
 		for _, c := range im.Cases {
-			if c.Name == "greedy" { // the checkpoint's generation_config: greedy, max_length 20
+			if c.Name == "greedy" { // the checkpoint's generation_config: greedy, its max_length
 				want = append(want, trimGoldenRow(c.Sequences[0], g.EOS))
 				texts = append(texts, c.Texts[0])
 			}
@@ -166,5 +176,38 @@ func TestE2EModelPullSources(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hub")); err == nil {
 		t.Errorf("a failed hub pull left its --out folder")
+	}
+}
+
+// TestE2EModelCheckFamilies: model check names each family fixture's encoder,
+// decoder and cache contract; a VisionEncoderDecoder of a family lookout
+// does not run (mBART decoder, Donut's Swin) is refused in one line naming it.
+func TestE2EModelCheckFamilies(t *testing.T) {
+	e2eNeedBinary(t)
+	dir := t.TempDir()
+	models := filepath.Join(e2e.root, "testdata", "models")
+	for name, want := range map[string]string{
+		"tiny-beit-gpt2":    "beit encoder + gpt2 decoder, self-attention cache (supported)",
+		"tiny-deit-trocr":   "deit encoder + trocr decoder, self + cross-attention cache (supported)",
+		"tiny-swin-trocr":   "swin encoder + trocr decoder, self + cross-attention cache (supported)",
+		"tiny-vit-bert":     "vit encoder + bert decoder, no cache (supported)",
+		"tiny-deit-roberta": "deit encoder + roberta decoder, no cache (supported)",
+	} {
+		code, stdout, stderr, _ := e2eRunLookout(t, dir, time.Minute, "model", "check", filepath.Join(models, name))
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("model check %s: exit %d, stdout %q (want %q)\n%s", name, code, stdout, want, stderr)
+		}
+	}
+	bad := filepath.Join(dir, "donut")
+	if err := os.MkdirAll(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"model_type": "vision-encoder-decoder", "encoder": {"model_type": "donut-swin"}, "decoder": {"model_type": "mbart"}}`
+	e2eWriteFile(t, filepath.Join(bad, "config.json"), cfg)
+	code, stdout, stderr, _ := e2eRunLookout(t, dir, time.Minute, "model", "check", bad)
+	want := "lookout: model " + bad + ": architecture vision-encoder-decoder with a donut-swin encoder and a mbart decoder is not supported " +
+		"(lookout runs VisionEncoderDecoder with encoders vit, deit, beit, swin and decoders gpt2, trocr, bert, roberta; see docs/MODELS.md)\n"
+	if code != 1 || stderr != want || stdout != "" {
+		t.Errorf("model check of a donut-swin + mbart folder: exit %d, stderr %q, want %q", code, stderr, want)
 	}
 }
