@@ -45,3 +45,15 @@ if [[ -f models/demo/domain_profile.json ]]; then
   "$PY" -m lookout_train domain score --model models/demo testdata/golden/images/*.png testdata/golden/frames/*.png \
     > testdata/golden/domain.tsv
 fi
+# 7. One tiny fixture per VisionEncoderDecoder family (docs/MODELS.md): testdata/models/tiny-<family> and its
+#    PyTorch checkpoint tiny-<family>-pytorch, built when missing or LOOKOUT_GOLDEN_REBUILD_TINY=1, exported with
+#    our toolchain; testdata/golden/tiny-<family>.json from generate() on the checkpoint.
+for fam in beit-gpt2 deit-trocr swin-trocr vit-bert deit-roberta; do
+  if [[ "${LOOKOUT_GOLDEN_REBUILD_TINY:-0}" == 1 || ! -f testdata/models/tiny-$fam/encoder_model.onnx \
+        || ! -f testdata/models/tiny-$fam-pytorch/model.safetensors ]]; then
+    rm -rf "testdata/models/tiny-$fam" "testdata/models/tiny-$fam-pytorch"
+    "$PY" -m lookout_train families build --family "$fam" --out "testdata/models/tiny-$fam" --keep-ckpt "testdata/models/tiny-$fam-pytorch"
+  fi
+  "$PY" -m lookout_train golden run --model "testdata/models/tiny-$fam" --ckpt "testdata/models/tiny-$fam-pytorch" \
+    --name "tiny-$fam" --images testdata/golden/images --out testdata/golden
+done
