@@ -109,23 +109,6 @@ func (m *Model) checkEncoder() error {
 	return nil
 }
 
-// encoderSeq is the encoder's output length for an image size: one token per
-// patch plus the class token (ViT, BEiT) or the class and distillation tokens
-// (DeiT); Swin has no class token and halves each side per stage after the first.
-func encoderSeq(e EncoderConfig, h, w int) int {
-	ph, pw := h/e.PatchSize, w/e.PatchSize
-	switch e.ModelType {
-	case "deit":
-		return ph*pw + 2
-	case "swin":
-		for i := 1; i < len(e.Depths); i++ {
-			ph, pw = (ph+1)/2, (pw+1)/2
-		}
-		return ph * pw
-	}
-	return ph*pw + 1
-}
-
 // checkDecoders checks the merged decoder, or the split pair.
 func (m *Model) checkDecoders() error {
 	var err error
