@@ -96,11 +96,14 @@ func newModelCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "model",
 		Short: "Inspect, check and benchmark an exported captioning model folder",
-		Long: `A model folder is optimum's image-to-text-with-past export of a ViT + GPT-2
-VisionEncoderDecoder: encoder_model.onnx, decoder_model_merged.onnx (or decoder_model.onnx +
+		Long: `A model folder is optimum's image-to-text-with-past export of a VisionEncoderDecoder (ViT, DeiT,
+BEiT or Swin encoder; GPT-2, TrOCR, BERT or RoBERTa decoder; BERT and RoBERTa come without a cache,
+decoder_model.onnx alone): encoder_model.onnx, decoder_model_merged.onnx (or decoder_model.onnx +
 decoder_with_past_model.onnx), config.json, generation_config.json, preprocessor_config.json,
 tokenizer.json, and optionally attributes_model.onnx + attributes.json and domain_profile.json
 (the out-of-domain profile our export toolchain writes; docs/MODELS.md).
+Florence-2 folders in onnx-community's layout load too. 'lookout model pull' makes a folder from a
+local ONNX folder, a PyTorch checkpoint or a hub id.
 The ONNX Runtime library comes from scripts/ort.sh (or $LOOKOUT_ORT_LIB).`,
 	}
 	cmd.AddCommand(newModelInfoCmd(), newModelCheckCmd(), newModelBenchCmd(), newModelPullCmd())

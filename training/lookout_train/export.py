@@ -1,4 +1,5 @@
-"""ONNX export of a local checkpoint folder with optimum (task image-to-text-with-past).
+"""ONNX export of a local VisionEncoderDecoder checkpoint folder with optimum (task image-to-text-with-past;
+image-to-text, without a cache, for BERT and RoBERTa decoders, which optimum exports only so).
 
 Usage: python -m lookout_train.export --ckpt DIR --out OUT [--layout split|merged] [--no-optimize]
 Writes encoder_model.onnx, the decoder, config.json, generation_config.json, preprocessor_config.json,
@@ -209,7 +210,7 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="export a VisionEncoderDecoder checkpoint folder to ONNX (optimum, image-to-text-with-past)")
-    ap.add_argument("--ckpt", required=True, help="local Hugging Face checkpoint folder (VisionEncoderDecoder ViT+GPT-2)")
+    ap.add_argument("--ckpt", required=True, help="local Hugging Face VisionEncoderDecoder checkpoint folder (encoders vit/deit/beit/swin, decoders gpt2/trocr/bert/roberta)")
     ap.add_argument("--out", required=True, help="output folder (created)")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's choice)")
     ap.add_argument("--layout", choices=sorted(DECODERS), default="split",
