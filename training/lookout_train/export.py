@@ -146,7 +146,7 @@ def optimize(folder: str, cfg: dict) -> None:
 
 def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split", optimized: bool = True) -> list[str]:
     """Exports ckpt to out (created). Returns the written file names. Raises CheckpointError on a bad folder."""
-    if layout not in DECODERS:
+    if layout not in ("split", "merged"):
         raise CheckpointError(f"layout {layout!r}: want split or merged")
     cfg = check_checkpoint(ckpt)
     try:
@@ -213,8 +213,8 @@ def main(argv=None):
     ap.add_argument("--ckpt", required=True, help="local Hugging Face VisionEncoderDecoder checkpoint folder (encoders vit/deit/beit/swin, decoders gpt2/trocr/bert/roberta)")
     ap.add_argument("--out", required=True, help="output folder (created)")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's choice)")
-    ap.add_argument("--layout", choices=sorted(DECODERS), default="split",
-                    help="decoder files: split (decoder_model + decoder_with_past_model, fastest) or merged (optimum's default)")
+    ap.add_argument("--layout", choices=["merged", "split"], default="split",
+                    help="decoder files: split (decoder_model + decoder_with_past_model, fastest) or merged (optimum's default); BERT/RoBERTa decoders always get decoder_model alone")
     ap.add_argument("--no-optimize", dest="optimize", action="store_false",
                     help="keep optimum's graphs as exported (skip ONNX Runtime's transformer optimizer)")
     ap.add_argument("--domain-data", action="append", default=[],
