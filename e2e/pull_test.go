@@ -181,7 +181,7 @@ func TestE2EModelPullSources(t *testing.T) {
 
 // TestE2EModelCheckFamilies: model check names each family fixture's encoder,
 // decoder and cache contract; a VisionEncoderDecoder of a family lookout
-// does not run (mBART decoder, Donut's Swin) is refused in one line naming it.
+// does not run (Donut's own donut-swin encoder) is refused in one line naming it.
 func TestE2EModelCheckFamilies(t *testing.T) {
 	e2eNeedBinary(t)
 	dir := t.TempDir()
@@ -190,6 +190,7 @@ func TestE2EModelCheckFamilies(t *testing.T) {
 		"tiny-beit-gpt2":    "beit encoder + gpt2 decoder, self-attention cache (supported)",
 		"tiny-deit-trocr":   "deit encoder + trocr decoder, self + cross-attention cache (supported)",
 		"tiny-swin-trocr":   "swin encoder + trocr decoder, self + cross-attention cache (supported)",
+		"tiny-swin-mbart":   "swin encoder + mbart decoder, self + cross-attention cache (supported)",
 		"tiny-vit-bert":     "vit encoder + bert decoder, no cache (supported)",
 		"tiny-deit-roberta": "deit encoder + roberta decoder, no cache (supported)",
 	} {
@@ -206,7 +207,7 @@ func TestE2EModelCheckFamilies(t *testing.T) {
 	e2eWriteFile(t, filepath.Join(bad, "config.json"), cfg)
 	code, stdout, stderr, _ := e2eRunLookout(t, dir, time.Minute, "model", "check", bad)
 	want := "lookout: model " + bad + ": architecture vision-encoder-decoder with a donut-swin encoder and a mbart decoder is not supported " +
-		"(lookout runs VisionEncoderDecoder with encoders vit, deit, beit, swin and decoders gpt2, trocr, bert, roberta; see docs/MODELS.md)\n"
+		"(lookout runs VisionEncoderDecoder with encoders vit, deit, beit, swin and decoders gpt2, trocr, bart, mbart, bert, roberta; see docs/MODELS.md)\n"
 	if code != 1 || stderr != want || stdout != "" {
 		t.Errorf("model check of a donut-swin + mbart folder: exit %d, stderr %q, want %q", code, stderr, want)
 	}

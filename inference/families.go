@@ -9,7 +9,7 @@ import "encoding/json"
 // decoders without one).
 var (
 	Encoders = []string{"vit", "deit", "beit", "swin"}
-	Decoders = []string{"gpt2", "trocr", "bert", "roberta"}
+	Decoders = []string{"gpt2", "trocr", "bart", "mbart", "bert", "roberta"}
 )
 
 // UnmarshalJSON reads the decoder's sizes under any family's names: GPT-2's

@@ -166,10 +166,11 @@ func TestGoldenTiny(t *testing.T) { testGolden(t, "tiny-vit-gpt2", "") }
 // (python -m lookout_train families; docs/MODELS.md), each against
 // transformers generate() on its PyTorch checkpoint, token for token: BEiT +
 // GPT-2 (byte-level BPE, self-attention cache), DeiT + TrOCR (byte-level BPE,
-// self + cross-attention cache), Swin + TrOCR (SentencePiece Unigram), ViT +
+// self + cross-attention cache), Swin + TrOCR (SentencePiece Unigram), Swin +
+// mBART (Unigram, Donut's pairing, self + cross-attention cache), ViT +
 // BERT (WordPiece, no cache), DeiT + RoBERTa (byte-level BPE, no cache).
 func TestGoldenFamilies(t *testing.T) {
-	for _, f := range []string{"beit-gpt2", "deit-trocr", "swin-trocr", "vit-bert", "deit-roberta"} {
+	for _, f := range []string{"beit-gpt2", "deit-trocr", "swin-trocr", "swin-mbart", "vit-bert", "deit-roberta"} {
 		t.Run(f, func(t *testing.T) { testGolden(t, "tiny-"+f, "") })
 	}
 }

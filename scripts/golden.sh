@@ -48,7 +48,7 @@ fi
 # 7. One tiny fixture per VisionEncoderDecoder family (docs/MODELS.md): testdata/models/tiny-<family> and its
 #    PyTorch checkpoint tiny-<family>-pytorch, built when missing or LOOKOUT_GOLDEN_REBUILD_TINY=1, exported with
 #    our toolchain; testdata/golden/tiny-<family>.json from generate() on the checkpoint.
-for fam in beit-gpt2 deit-trocr swin-trocr vit-bert deit-roberta; do
+for fam in beit-gpt2 deit-trocr swin-trocr swin-mbart vit-bert deit-roberta; do
   if [[ "${LOOKOUT_GOLDEN_REBUILD_TINY:-0}" == 1 || ! -f testdata/models/tiny-$fam/encoder_model.onnx \
         || ! -f testdata/models/tiny-$fam-pytorch/model.safetensors ]]; then
     rm -rf "testdata/models/tiny-$fam" "testdata/models/tiny-$fam-pytorch"

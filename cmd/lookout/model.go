@@ -97,7 +97,7 @@ func newModelCmd() *cobra.Command {
 		Use:   "model",
 		Short: "Inspect, check and benchmark an exported captioning model folder",
 		Long: `A model folder is optimum's image-to-text-with-past export of a VisionEncoderDecoder (ViT, DeiT,
-BEiT or Swin encoder; GPT-2, TrOCR, BERT or RoBERTa decoder; BERT and RoBERTa come without a cache,
+BEiT or Swin encoder; GPT-2, TrOCR, BART/mBART, BERT or RoBERTa decoder; BERT and RoBERTa come without a cache,
 decoder_model.onnx alone): encoder_model.onnx, decoder_model_merged.onnx (or decoder_model.onnx +
 decoder_with_past_model.onnx), config.json, generation_config.json, preprocessor_config.json,
 tokenizer.json, and optionally attributes_model.onnx + attributes.json and domain_profile.json

@@ -42,14 +42,13 @@ DECODERS = {
 # decoders only without a KV cache (task image-to-text: decoder_model.onnx, the whole prefix every step).
 ENCODERS = ("vit", "deit", "beit", "swin")
 DECODER_TASK = {"gpt2": "image-to-text-with-past", "trocr": "image-to-text-with-past",
+                "bart": "image-to-text-with-past", "mbart": "image-to-text-with-past",
                 "bert": "image-to-text", "roberta": "image-to-text"}
-UNSUPPORTED = {
-    "bart": "; optimum-onnx 0.1.0 + transformers 4.57 fail tracing a BART decoder's cache (IndexError in cache_utils)",
-    "mbart": "; optimum-onnx 0.1.0 + transformers 4.57 fail tracing an mBART decoder's cache (IndexError in cache_utils)",
-}
+UNSUPPORTED: dict[str, str] = {}
 # onnxruntime.transformers optimizer model types per family (fusion patterns; opt_level 1 stays portable).
 # Swin is left as exported: the optimizer's swin fusion asserts on per-stage head counts.
 OPT_KIND = {"vit": "vit", "deit": "vit", "beit": "vit", "swin": None, "gpt2": "gpt2", "trocr": "bart",
+            "bart": "bart", "mbart": "bart",
             "bert": "bert", "roberta": "bert"}
 REQUIRED = ["encoder_model.onnx", "config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json"]
 
@@ -144,6 +143,33 @@ def optimize(folder: str, cfg: dict) -> None:
         m.save_model_to_file(path)
 
 
+def bart_export_view(ckpt: str, cfg: dict, into: str) -> str:
+    """Returns a folder optimum can export a BART/mBART-decoder checkpoint from.
+
+    optimum-onnx 0.1.0 sizes the dummy cache it traces the decoder with by the BART config's encoder_layers
+    (and encoder_attention_heads), which a VisionEncoderDecoder's BART decoder does not use; when they differ
+    from the decoder's own, tracing fails (IndexError in transformers' cache_utils). The view links every
+    file of ckpt and rewrites config.json with the unused encoder fields set to the decoder's: the weights
+    and what the model computes are unchanged.
+    """
+    dec = cfg["decoder"]
+    fix = {"encoder_layers": dec.get("decoder_layers"), "encoder_attention_heads": dec.get("decoder_attention_heads")}
+    # config.json may also carry the aliases (BART's attribute_map sends them to the encoder fields)
+    for alias, field in (("num_hidden_layers", "decoder_layers"), ("num_attention_heads", "decoder_attention_heads")):
+        if alias in dec:
+            fix[alias] = dec.get(field)
+    if all(dec.get(k) == v for k, v in fix.items()):
+        return ckpt
+    os.makedirs(into, exist_ok=True)
+    for name in os.listdir(ckpt):
+        if name != "config.json":
+            os.symlink(os.path.abspath(os.path.join(ckpt, name)), os.path.join(into, name))
+    patched = dict(cfg, decoder=dict(dec, **fix))
+    with open(os.path.join(into, "config.json"), "w") as f:
+        json.dump(patched, f, indent=2)
+    return into
+
+
 def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split", optimized: bool = True) -> list[str]:
     """Exports ckpt to out (created). Returns the written file names. Raises CheckpointError on a bad folder."""
     if layout not in ("split", "merged"):
@@ -167,7 +193,11 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
         if task == "image-to-text":
             layout = "nocache"
         progress(f"optimum {task} export of {ckpt} (fp32, cpu)")
-        main_export(model_name_or_path=ckpt, output=tmp, task=task, device="cpu",
+        src = ckpt
+        if cfg["decoder"]["model_type"] in ("bart", "mbart"):
+            src = bart_export_view(ckpt, cfg, os.path.join(tmp, "view"))
+            tmp = os.path.join(tmp, "onnx")
+        main_export(model_name_or_path=src, output=tmp, task=task, device="cpu",
                     opset=opset, do_validation=False, no_post_process=(layout != "merged" or optimized))
         if optimized:
             progress("ONNX Runtime transformer optimizer pass (opt_level 1) on the encoder and decoders")
@@ -197,6 +227,8 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
                 shutil.copyfile(src, os.path.join(out, name))
         # optimum re-saves generation_config.json without default-valued keys; keep the checkpoint's own
         # file so max_length / num_beams stay written out for the Go engine.
+        if src != ckpt:  # the BART view's config.json differs in unused fields only: ship the checkpoint's own
+            shutil.copyfile(os.path.join(ckpt, "config.json"), os.path.join(out, "config.json"))
         own = os.path.join(ckpt, "generation_config.json")
         if os.path.isfile(own):
             shutil.copyfile(own, os.path.join(out, "generation_config.json"))
@@ -210,7 +242,7 @@ def export(ckpt: str, out: str, opset: int | None = None, layout: str = "split",
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="export a VisionEncoderDecoder checkpoint folder to ONNX (optimum, image-to-text-with-past)")
-    ap.add_argument("--ckpt", required=True, help="local Hugging Face VisionEncoderDecoder checkpoint folder (encoders vit/deit/beit/swin, decoders gpt2/trocr/bert/roberta)")
+    ap.add_argument("--ckpt", required=True, help="local Hugging Face VisionEncoderDecoder checkpoint folder (encoders vit/deit/beit/swin, decoders gpt2/trocr/bart/mbart/bert/roberta)")
     ap.add_argument("--out", required=True, help="output folder (created)")
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: optimum's choice)")
     ap.add_argument("--layout", choices=["merged", "split"], default="split",

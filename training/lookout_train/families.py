@@ -14,6 +14,7 @@ Families (encoder-decoder, tokenizer):
   swin-trocr    Swin + TrOCR decoder, SentencePiece Unigram (as trocr-small-*: XLM-R style tokenizer)
   vit-bert      ViT + BERT decoder, WordPiece           (optimum exports BERT without a cache: decoder_model.onnx)
   deit-roberta  DeiT + RoBERTa decoder, byte-level BPE  (no cache, as BERT)
+  swin-mbart    Swin + mBART decoder, SentencePiece Unigram (Donut's pairing; self + cross-attention cache)
 """
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ def _decoder(kind: str, vocab: int, ids: dict, init: float):
         return TrOCRConfig(vocab_size=vocab, d_model=HIDDEN, decoder_layers=2, decoder_attention_heads=2,
                            decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
                            activation_dropout=0.0, init_std=init, decoder_start_token_id=ids["start"], **tok)
+    if kind == "mbart":
+        from transformers import MBartConfig
+
+        # encoder_layers equal to decoder_layers: transformers 4.57's own generate() sizes the decoder's cache
+        # by them and fails otherwise (the export copes: lookout_train.export.bart_export_view).
+        return MBartConfig(vocab_size=vocab, d_model=HIDDEN, decoder_layers=2, decoder_attention_heads=2,
+                           decoder_ffn_dim=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+                           max_position_embeddings=64, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                           init_std=init, is_decoder=True, add_cross_attention=True, forced_eos_token_id=None,
+                           decoder_start_token_id=ids["start"], **tok)
     common = dict(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                   add_cross_attention=True, is_decoder=True, initializer_range=init, **tok)
@@ -140,6 +151,7 @@ FAMILIES = {
     "swin-trocr": ("swin", "trocr", "unigram"),
     "vit-bert": ("vit", "bert", "wordpiece"),
     "deit-roberta": ("deit", "roberta", "bpe-roberta"),
+    "swin-mbart": ("swin", "mbart", "unigram"),
 }
 
 
