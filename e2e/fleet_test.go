@@ -55,6 +55,8 @@ func TestE2EFleet(t *testing.T) {
 	before := f.waitBalanced(total, 4, 5, 20*time.Second)
 	t.Logf("3 instances own 4-5 sources each %.1fs after start", time.Since(t0).Seconds())
 	e2eFleetCheckLs(t, f, before)
+	// The dashboard's fleet row names only metrics an instance exposes.
+	t.Run("dashboard", func(t *testing.T) { e2eCheckDashboard(t, f.member("i0").http, true) })
 	time.Sleep(4 * time.Second) // records flow before the join
 
 	tJoin := time.Now()

@@ -93,7 +93,7 @@ sinks:
 	b.screenshot(t, dir, "status-page-phone.png")
 	b.do(t, 10*time.Second, chromedp.EmulateViewport(1280, 800))
 
-	t.Run("dashboard", func(t *testing.T) { e2eCheckDashboard(t, addr) })
+	t.Run("dashboard", func(t *testing.T) { e2eCheckDashboard(t, addr, false) })
 
 	req, _ := http.NewRequest(http.MethodDelete, "http://"+addr+"/sources?id=lot-2", nil)
 	resp, err := http.DefaultClient.Do(req)
