@@ -153,18 +153,3 @@ func msecToPTS(msec float64) (time.Duration, bool) {
 	}
 	return time.Duration(math.Round(msec*1000)) * time.Microsecond, true
 }
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
+
+	"lookout/internal/retry"
 )
 
 // FileOptions tune a FileSource. The zero value replays as fast as the
@@ -215,7 +217,7 @@ func (s *FileSource) Next(ctx context.Context) (Frame, error) {
 	// Pace outside the lock so that Close need not wait for the sleep.
 	if s.wallZero.IsZero() {
 		s.wallZero, s.ptsZero = time.Now(), f.PTS
-	} else if err := sleepCtx(ctx, time.Until(s.wallZero.Add(f.PTS-s.ptsZero))); err != nil {
+	} else if err := retry.Sleep(ctx, time.Until(s.wallZero.Add(f.PTS-s.ptsZero))); err != nil {
 		_ = f.Close()
 		return Frame{}, err
 	}

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"lookout/internal/retry"
 )
 
 // Defaults of ReconnectConfig.
@@ -69,21 +70,10 @@ func (c ReconnectConfig) withDefaults() ReconnectConfig {
 	return c
 }
 
-// Backoff returns the wait before the next reopen attempt when n attempts
-// of this outage have failed: none for n = 0, MinBackoff for n = 1, then
-// doubling up to MaxBackoff, each spread by ±Jitter. r is a uniform number
-// in [0, 1).
-func (c ReconnectConfig) Backoff(n int, r float64) time.Duration {
-	c = c.withDefaults()
-	if n <= 0 {
-		return 0
-	}
-	d := c.MinBackoff
-	for i := 1; i < n && d < c.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.MaxBackoff)
-	return time.Duration(float64(d) * (1 + max(c.Jitter, 0)*(2*r-1)))
+// policy is the reopen backoff: doubling from MinBackoff to MaxBackoff,
+// spread by ±Jitter.
+func (c ReconnectConfig) policy() retry.Policy {
+	return retry.Policy{Min: c.MinBackoff, Max: c.MaxBackoff, Jitter: c.Jitter}
 }
 
 // Health is the outage state of a source that hides outages behind a
@@ -143,6 +133,7 @@ type Reconnecting struct {
 	open Opener
 	cfg  ReconnectConfig
 	log  zerolog.Logger
+	bo   *retry.Backoff // owned by Next
 
 	closeCtx    context.Context
 	closeCancel context.CancelFunc
@@ -174,7 +165,7 @@ func NewReconnecting(id string, open Opener, cfg ReconnectConfig) *Reconnecting 
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Reconnecting{
-		id: id, open: open, cfg: cfg,
+		id: id, open: open, cfg: cfg, bo: retry.New(cfg.policy()),
 		log:      cfg.Logger.With().Str("source", id).Logger(),
 		closeCtx: ctx, closeCancel: cancel,
 	}
@@ -259,7 +250,7 @@ func (r *Reconnecting) Next(ctx context.Context) (Frame, error) {
 // for. It returns nil when the caller should loop (opened, or failed
 // transiently) and an error when Next must return it.
 func (r *Reconnecting) reopen(ctx context.Context) error {
-	if err := sleepCtx(ctx, r.cfg.Backoff(r.attempts, rand.Float64())); err != nil {
+	if err := retry.Sleep(ctx, r.delay()); err != nil {
 		return err
 	}
 	src, err := r.open(ctx)
@@ -299,8 +290,18 @@ func (r *Reconnecting) reopen(ctx context.Context) error {
 	}
 	r.rebase = r.haveLast
 	r.attempts = 0
+	r.bo.Reset()
 	r.opened = true
 	return nil
+}
+
+// delay is the wait before the next open attempt: none for the first of an
+// outage, then the backoff's.
+func (r *Reconnecting) delay() time.Duration {
+	if r.attempts == 0 {
+		return 0
+	}
+	return r.bo.Next()
 }
 
 // markDown records err as the newest failure and, at the start of an

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"lookout/internal/retry"
 )
 
 // fakeLive gives n frames every interval, then fails with err, or blocks
@@ -34,7 +36,7 @@ func (f *fakeLive) Next(ctx context.Context) (Frame, error) {
 		<-ctx.Done()
 		return Frame{}, ctx.Err()
 	}
-	if err := sleepCtx(ctx, f.interval); err != nil {
+	if err := retry.Sleep(ctx, f.interval); err != nil {
 		return Frame{}, err
 	}
 	fr := Frame{Seq: f.seq, PTS: time.Duration(f.seq) * f.interval, CaptureTime: time.Now(), Image: gocv.NewMat()}
@@ -187,17 +189,34 @@ func TestReconnectingCloseWhileWaiting(t *testing.T) {
 	}
 }
 
+// The reopen waits: none for the first attempt of an outage, then from
+// MinBackoff doubling to MaxBackoff, spread by ±Jitter; a successful open
+// starts again from none.
 func TestBackoff(t *testing.T) {
-	c := ReconnectConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Jitter: -1}
+	r := NewReconnecting("cam", nil, ReconnectConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Jitter: -1})
 	want := []time.Duration{0, 100, 200, 400, 800, 1000, 1000}
 	for n, w := range want {
-		if got := c.Backoff(n, 0.5); got != w*time.Millisecond {
-			t.Errorf("Backoff(%d) = %s, want %s", n, got, w*time.Millisecond)
+		r.attempts = n
+		if got := r.delay(); got != w*time.Millisecond {
+			t.Errorf("delay after %d failed attempts = %s, want %s", n, got, w*time.Millisecond)
 		}
 	}
-	c.Jitter = 0.2
-	lo, hi := c.Backoff(3, 0), c.Backoff(3, 0.999999)
-	if lo != 320*time.Millisecond || hi < 479*time.Millisecond || hi > 480*time.Millisecond {
+	r.attempts = 0
+	r.bo.Reset()
+	if got := r.delay(); got != 0 {
+		t.Errorf("first delay after a reopen = %s, want none", got)
+	}
+	lo, hi := time.Hour, time.Duration(0)
+	for range 2000 {
+		r := NewReconnecting("cam", nil, ReconnectConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Jitter: 0.2})
+		var d time.Duration
+		for n := range 4 {
+			r.attempts = n
+			d = r.delay()
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < 320*time.Millisecond || hi > 480*time.Millisecond || lo > 330*time.Millisecond || hi < 470*time.Millisecond {
 		t.Errorf("jitter range [%s, %s], want [320ms, 480ms]", lo, hi)
 	}
 }

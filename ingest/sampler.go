@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"lookout/internal/retry"
 )
 
 // SampleConfig says which frames of a source are worth captioning. Set
@@ -111,7 +113,7 @@ func (s *Sampler) Next(ctx context.Context) (Frame, error) {
 func (s *Sampler) nextLive(ctx context.Context) (Frame, error) {
 	first := s.tick.IsZero()
 	if !first {
-		if err := sleepCtx(ctx, time.Until(s.tick)); err != nil {
+		if err := retry.Sleep(ctx, time.Until(s.tick)); err != nil {
 			return Frame{}, err
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"lookout/internal/retry"
 )
 
 // replayFake is a finite non-live source of frames at the given PTS values,
@@ -89,7 +91,7 @@ type slowStartLive struct {
 
 func (s *slowStartLive) Next(ctx context.Context) (Frame, error) {
 	if s.seq == 0 {
-		if err := sleepCtx(ctx, s.connect); err != nil {
+		if err := retry.Sleep(ctx, s.connect); err != nil {
 			return Frame{}, err
 		}
 	}

@@ -50,22 +50,6 @@ func TestDefaultsApplied(t *testing.T) {
 	}
 }
 
-func TestBackoffDoublesCapsJittersAndResets(t *testing.T) {
-	b := newBackoff(10*time.Millisecond, 75*time.Millisecond, 0.2)
-	want := []time.Duration{10, 20, 40, 75, 75}
-	for i, w := range want {
-		w *= time.Millisecond
-		got := b.Next()
-		if got > w || got < time.Duration(float64(w)*0.8) {
-			t.Errorf("delay %d = %s, want in [%s, %s]", i, got, time.Duration(float64(w)*0.8), w)
-		}
-	}
-	b.Reset()
-	if got := b.Next(); got > 10*time.Millisecond {
-		t.Errorf("after Reset delay %s, want at most the minimum", got)
-	}
-}
-
 func TestRateLimitHoldsBackRepeats(t *testing.T) {
 	r := newRateLimit(time.Hour)
 	if ok, _ := r.allow("a"); !ok {

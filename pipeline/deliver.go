@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"lookout/internal/retry"
 	"lookout/sink"
 )
 
@@ -165,7 +166,7 @@ func (d *deliverer) eachSink(fn func(*sinkSlot) error) error {
 // counted (by the metered sink), logged once per LogInterval and reported
 // by Ready until a write succeeds.
 func (d *deliverer) writeSink(hard context.Context, s *sinkSlot, recs []sink.Record) error {
-	bo := newBackoff(d.retryMin, d.retryMax, DefaultRestartJitter)
+	bo := retry.New(retry.Policy{Min: d.retryMin, Max: d.retryMax, Jitter: DefaultRestartJitter, Below: true})
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(hard, d.timeout)
 		err := s.s.Write(ctx, recs)
@@ -187,7 +188,7 @@ func (d *deliverer) writeSink(hard context.Context, s *sinkSlot, recs []sink.Rec
 				Int("failures_held_back", held).Int64("retry_in_ms", delay.Milliseconds()).
 				Msg("sink write failed; retrying (records are kept, the pipeline waits)")
 		}
-		if !sleep(hard, delay) {
+		if retry.Sleep(hard, delay) != nil {
 			return fmt.Errorf("sink %s: %d records not written at kill: %w", s.name, len(recs), err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"lookout/inference"
 	"lookout/ingest"
+	"lookout/internal/retry"
 	"lookout/sink"
 )
 
@@ -59,7 +60,7 @@ func (s *fakeSource) Next(ctx context.Context) (ingest.Frame, error) {
 		<-ctx.Done()
 		return ingest.Frame{}, ctx.Err()
 	}
-	if s.interval > 0 && !sleep(ctx, s.interval) {
+	if s.interval > 0 && retry.Sleep(ctx, s.interval) != nil {
 		return ingest.Frame{}, ctx.Err()
 	}
 	if ctx.Err() != nil {
@@ -136,7 +137,7 @@ func (c *fakeCaptioner) Caption(ctx context.Context, images []gocv.Mat) ([]infer
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	if c.delay != nil && !sleep(ctx, c.delay(call)) {
+	if c.delay != nil && retry.Sleep(ctx, c.delay(call)) != nil {
 		return nil, ctx.Err()
 	}
 	if c.fail != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lookout/ingest"
+	"lookout/internal/retry"
 )
 
 // openFunc opens a source once; the runner calls it again for each reopen
@@ -105,13 +106,13 @@ func (r *sourceRunner) snapshot() SourceState {
 // run opens the source and reads it until the input ends, ctx ends, or a
 // failure the runner does not retry (see reopens), which it returns.
 func (r *sourceRunner) run(ctx context.Context) error {
-	bo := newBackoff(r.cfg.backoffMin, r.cfg.backoffMax, r.cfg.jitter)
+	bo := retry.New(retry.Policy{Min: r.cfg.backoffMin, Max: r.cfg.backoffMax, Jitter: r.cfg.jitter, Below: true})
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			delay := bo.Next()
 			r.state.set(StateBackoff, nil)
 			r.info.log.Info().Int64("delay_ms", delay.Milliseconds()).Int("attempt", attempt).Msg("reopening source after backoff")
-			if !sleep(ctx, delay) {
+			if retry.Sleep(ctx, delay) != nil {
 				r.state.set(StateStopped, nil)
 				return nil
 			}
@@ -137,7 +138,7 @@ func (r *sourceRunner) run(ctx context.Context) error {
 
 // once opens the source and reads it to its end (nil) or failure. It
 // reports whether the source reconnects by itself.
-func (r *sourceRunner) once(ctx context.Context, bo *backoff) (reconnects bool, err error) {
+func (r *sourceRunner) once(ctx context.Context, bo *retry.Backoff) (reconnects bool, err error) {
 	id := r.info.spec.ID
 	src, err := r.open(ctx)
 	if err != nil {
@@ -186,7 +187,7 @@ func (r *sourceRunner) reopens(err error, reconnects bool) bool {
 // read pushes src's frames into the queue until src fails or ends (nil on
 // ErrEndOfInput). The backoff is reset by the first frame. Every frame is
 // tagged with run (see newRun).
-func (r *sourceRunner) read(ctx context.Context, src ingest.Source, bo *backoff, run string) error {
+func (r *sourceRunner) read(ctx context.Context, src ingest.Source, bo *retry.Backoff, run string) error {
 	first := true
 	for {
 		f, err := src.Next(ctx)

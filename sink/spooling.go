@@ -13,6 +13,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"lookout/internal/retry"
 )
 
 // SpoolingConfig configures a SpoolingSink.
@@ -269,7 +271,7 @@ func (s *SpoolingSink) setDown(err error) {
 // replay sends spooled records in order until the sink is closed.
 func (s *SpoolingSink) replay() {
 	defer close(s.done)
-	backoff := s.cfg.RetryInterval
+	bo := retry.New(retry.Policy{Min: s.cfg.RetryInterval, Max: s.cfg.MaxRetryInterval})
 	for {
 		select {
 		case <-s.runCtx.Done():
@@ -283,7 +285,7 @@ func (s *SpoolingSink) replay() {
 			}
 			if len(entries) == 0 {
 				s.spool.Release()
-				if err != nil && !s.sleep(backoff) {
+				if err != nil && retry.Sleep(s.runCtx, bo.Next()) != nil {
 					return
 				}
 				continue
@@ -298,7 +300,7 @@ func (s *SpoolingSink) replay() {
 			if err == nil {
 				s.spool.Ack(entries)
 				s.setUp()
-				backoff = s.cfg.RetryInterval
+				bo.Reset()
 				continue
 			}
 			// Acknowledge the delivered prefix only, so order is kept.
@@ -320,10 +322,9 @@ func (s *SpoolingSink) replay() {
 				}
 			}
 			s.setDown(err)
-			if !s.sleep(backoff) {
+			if retry.Sleep(s.runCtx, bo.Next()) != nil {
 				return
 			}
-			backoff = min(backoff*2, s.cfg.MaxRetryInterval)
 		}
 	}
 }
@@ -395,17 +396,6 @@ func (s *SpoolingSink) reject(e SpoolEntry, _ error) error {
 		return fmt.Errorf("fsync %s: %w", rejectedFile, err)
 	}
 	return f.Close()
-}
-
-func (s *SpoolingSink) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.runCtx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func idOfPayload(p []byte) string {
