@@ -49,22 +49,3 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Errorf("defaults %+v differ from the documented ones", d)
 	}
 }
-
-func TestRateLimitHoldsBackRepeats(t *testing.T) {
-	r := newRateLimit(time.Hour)
-	if ok, _ := r.allow("a"); !ok {
-		t.Fatal("first line held back")
-	}
-	for range 3 {
-		if ok, _ := r.allow("a"); ok {
-			t.Fatal("repeat within the interval let through")
-		}
-	}
-	if ok, _ := r.allow("b"); !ok {
-		t.Error("another key held back")
-	}
-	r.forget("a")
-	if ok, held := r.allow("a"); !ok || held != 0 {
-		t.Errorf("after forget: ok %v held %d", ok, held)
-	}
-}

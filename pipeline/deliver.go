@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"lookout/internal/logthrottle"
 	"lookout/internal/retry"
 	"lookout/sink"
 )
@@ -36,7 +37,7 @@ type deliverer struct {
 	retryMin    time.Duration
 	retryMax    time.Duration
 	log         zerolog.Logger
-	limit       *rateLimit
+	limit       *logthrottle.Throttle
 	records     *prometheus.CounterVec // lookout_records_total{kind}
 	suppressed  *prometheus.CounterVec // lookout_records_suppressed_total{source}
 	latency     prometheus.Observer    // lookout_caption_latency_seconds
@@ -173,7 +174,7 @@ func (d *deliverer) writeSink(hard context.Context, s *sinkSlot, recs []sink.Rec
 		cancel()
 		if err == nil {
 			if s.setErr(nil) {
-				d.limit.forget("sink/" + s.name)
+				d.limit.Forget("sink/" + s.name)
 				d.log.Info().Str("sink", s.name).Int("attempts", attempt).Msg("sink recovered")
 			}
 			return nil
@@ -183,7 +184,7 @@ func (d *deliverer) writeSink(hard context.Context, s *sinkSlot, recs []sink.Rec
 		}
 		s.setErr(err)
 		delay := bo.Next()
-		if ok, held := d.limit.allow("sink/" + s.name); ok {
+		if ok, held := d.limit.Allow("sink/" + s.name); ok {
 			d.log.Error().Err(err).Str("sink", s.name).Int("records", len(recs)).Int("attempt", attempt).
 				Int("failures_held_back", held).Int64("retry_in_ms", delay.Milliseconds()).
 				Msg("sink write failed; retrying (records are kept, the pipeline waits)")

@@ -65,6 +65,7 @@ import (
 
 	"lookout/inference"
 	"lookout/ingest"
+	"lookout/internal/logthrottle"
 	"lookout/sink"
 )
 
@@ -156,7 +157,7 @@ func (p *Pipeline) wire(captioner inference.Captioner) {
 		capt = meteredCaptioner{Captioner: captioner, m: m}
 		p.model, digest = captioner.Name(), captioner.Digest()
 	}
-	limit := newRateLimit(c.LogInterval)
+	limit := logthrottle.New(c.LogInterval)
 	release := func(f *ingest.Frame) { p.release(f) }
 	p.drop = dropper{release: release, dropped: m.FramesDropped, lost: p.lost, limit: limit, interval: c.LogInterval}
 	p.batcher = newBatcher(c.MaxBatch, c.MaxWait, p.drop)

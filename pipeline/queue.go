@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
+	"lookout/internal/logthrottle"
 )
 
 // queued is one sampled frame waiting to be captioned.
@@ -49,7 +50,7 @@ type dropper struct {
 	dropped *prometheus.CounterVec
 	lost    *losses
 	// limit and interval: overflow logs once per interval per source.
-	limit    *rateLimit
+	limit    *logthrottle.Throttle
 	interval time.Duration
 }
 
@@ -57,7 +58,7 @@ type dropper struct {
 // onDrop) and logs once per interval per source.
 func (d dropper) overflow(it queued) {
 	d.discard(it, "overflow")
-	if ok, held := d.limit.allow("drop/" + it.src.spec.ID); ok {
+	if ok, held := d.limit.Allow("drop/" + it.src.spec.ID); ok {
 		it.src.log.Warn().Int("dropped", held+1).Int64("interval_ms", d.interval.Milliseconds()).
 			Msg("live source queue full: dropping oldest frames (captioning is slower than the source)")
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
+	"lookout/internal/logthrottle"
 )
 
 // Unit tests of the source runner and its queue: a fake source on the in
@@ -43,7 +44,7 @@ func newStageKit(t *testing.T) *stageKit {
 			_ = f.Close()
 		},
 		dropped: m.FramesDropped, lost: k.lost,
-		limit: newRateLimit(time.Second), interval: time.Second,
+		limit: logthrottle.New(time.Second), interval: time.Second,
 	}
 	return k
 }

@@ -13,6 +13,7 @@ import (
 
 	"lookout/inference"
 	"lookout/ingest"
+	"lookout/internal/logthrottle"
 	"lookout/sink"
 )
 
@@ -51,7 +52,7 @@ type workerPool struct {
 	onCaptioned func(rec sink.Record, img gocv.Mat)
 	release     func(*ingest.Frame) // read at each call, see dropper
 	log         zerolog.Logger
-	limit       *rateLimit
+	limit       *logthrottle.Throttle
 	failures    *prometheus.CounterVec // lookout_caption_failures_total
 	queueWait   prometheus.Observer    // lookout_stage_latency_seconds{stage=queue}
 	lost        *losses
@@ -156,7 +157,7 @@ func (w *workerPool) results(hard context.Context, b *batch) []*inference.Result
 	if hard.Err() != nil {
 		return results
 	}
-	if ok, held := w.limit.allow("caption"); ok {
+	if ok, held := w.limit.Allow("caption"); ok {
 		w.log.Warn().Err(err).Int("batch", len(images)).Int("held_back", held).
 			Msg("caption batch failed; retrying its frames one by one")
 	}
@@ -191,7 +192,7 @@ func (w *workerPool) call(hard context.Context, images []gocv.Mat, tasks []strin
 func (w *workerPool) frameFailed(it queued, err error) {
 	w.failures.WithLabelValues(it.src.spec.ID).Inc()
 	w.failed.Add(1)
-	if allow, held := w.limit.allow("caption/" + it.src.spec.ID); allow {
+	if allow, held := w.limit.Allow("caption/" + it.src.spec.ID); allow {
 		it.src.log.Error().Err(err).Int64("seq", it.frame.Seq).Int64("pts_ms", it.frame.PTS.Milliseconds()).
 			Int("held_back", held).Msg("captioning a frame failed: no record for it")
 	}

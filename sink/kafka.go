@@ -21,6 +21,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"lookout/internal/logthrottle"
 )
 
 // KafkaConfig configures a KafkaSink. The zero value of every optional
@@ -230,7 +232,7 @@ type KafkaSink struct {
 	cfg    KafkaConfig
 	w      *kafka.Writer
 	tr     *kafka.Transport
-	errLog *rateLog
+	errLog *logthrottle.Throttle
 
 	mu     sync.Mutex
 	closed bool
@@ -276,7 +278,7 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 		AllowAutoTopicCreation: cfg.AllowAutoTopicCreation,
 		Transport:              tr,
 	}
-	return &KafkaSink{cfg: cfg, w: w, tr: tr, errLog: &rateLog{log: cfg.Logger, interval: cfg.ErrorInterval},
+	return &KafkaSink{cfg: cfg, w: w, tr: tr, errLog: logthrottle.New(cfg.ErrorInterval),
 		topics: map[string]bool{}}, nil
 }
 
@@ -440,7 +442,9 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 		k.cfg.Metrics.failed(src, n)
 	}
 	de := &DeliveryError{Failed: failed, Permanent: permanent, Err: errors.Join(errs...)}
-	k.errLog.Error(de, "kafka delivery failed")
+	if ok, held := k.errLog.Allow("delivery"); ok {
+		k.cfg.Logger.Error().Err(de).Int("suppressed", held).Msg("kafka delivery failed")
+	}
 	return de
 }
 

@@ -2,11 +2,8 @@ package sink
 
 import (
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // Metrics receives delivery counts. Every field is optional; nil callbacks
@@ -94,30 +91,4 @@ func NewPromMetrics(reg prometheus.Registerer, sinkName string) (Metrics, error)
 		return func(src string, n int) { c.WithLabelValues(src).Add(float64(n)) }
 	}
 	return Metrics{Delivered: add(d), Failed: add(f), Spooled: add(s), Dropped: add(dr), Rejected: add(rj)}, nil
-}
-
-// rateLog logs an error at most once per interval, with the number of
-// errors suppressed since the last line.
-type rateLog struct {
-	log      zerolog.Logger
-	interval time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (r *rateLog) Error(err error, msg string) {
-	r.mu.Lock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.interval {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.suppressed = 0
-	r.last = now
-	r.mu.Unlock()
-	r.log.Error().Err(err).Int("suppressed", n).Msg(msg)
 }

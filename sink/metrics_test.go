@@ -1,13 +1,9 @@
 package sink
 
 import (
-	"errors"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 func TestPromMetricsCountPerSource(t *testing.T) {
@@ -55,18 +51,4 @@ func TestPromMetricsCountPerSource(t *testing.T) {
 	}
 	var nilMetrics Metrics
 	nilMetrics.delivered("x", 1) // nil callbacks are skipped, not called
-}
-
-func TestRateLogOncePerInterval(t *testing.T) {
-	var buf strings.Builder
-	r := &rateLog{log: zerolog.New(&buf), interval: 50 * time.Millisecond}
-	for i := 0; i < 5; i++ {
-		r.Error(errors.New("boom"), "delivery failed")
-	}
-	time.Sleep(60 * time.Millisecond)
-	r.Error(errors.New("boom"), "delivery failed")
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[1], `"suppressed":4`) {
-		t.Fatalf("got %d lines: %s", len(lines), buf.String())
-	}
 }
