@@ -6,38 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/sink"
+	"lookout/spool"
 )
-
-// The service registers every package's metrics on one registry, so names
-// must not collide with the sink package's.
-func TestMetricsShareARegistryWithSinkMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	if _, err := sink.NewPromMetrics(reg, "kafka"); err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewMetrics(reg)
-	if err != nil {
-		t.Fatalf("pipeline metrics collide with sink metrics: %v", err)
-	}
-	m.FramesReceived.WithLabelValues("a").Inc()
-	m.SinkFailed.WithLabelValues("kafka").Inc()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if !strings.HasPrefix(f.GetName(), "lookout_") {
-			t.Errorf("metric %s lacks the lookout_ prefix", f.GetName())
-		}
-	}
-	if _, err := NewMetrics(reg); err == nil {
-		t.Error("registering the pipeline metrics twice succeeded")
-	}
-}
 
 // Sinks are labelled by what they are (kafka, jsonl), not by their
 // position, so that the pipeline's sink metrics and the sink package's
@@ -49,7 +22,7 @@ func TestSinkLabelsAreStableNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := sink.NewSpoolingSink(k, sink.SpoolingConfig{Spool: sink.SpoolConfig{Dir: t.TempDir()}, CloseTimeout: time.Millisecond})
+	sp, err := spool.NewSink(k, spool.SinkConfig{Spool: spool.Config{Dir: t.TempDir()}, CloseTimeout: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

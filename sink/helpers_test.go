@@ -28,6 +28,21 @@ func testRecord(src string, i int) Record {
 	}
 }
 
+// metricsFuncs passes counts to its functions; nil ones are skipped.
+type metricsFuncs struct{ delivered, failed func(src string, n int) }
+
+func (m metricsFuncs) Delivered(src string, n int) {
+	if m.delivered != nil {
+		m.delivered(src, n)
+	}
+}
+
+func (m metricsFuncs) Failed(src string, n int) {
+	if m.failed != nil {
+		m.failed(src, n)
+	}
+}
+
 func testRecords(src string, from, n int) []Record {
 	out := make([]Record, n)
 	for i := range out {

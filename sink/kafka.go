@@ -2,226 +2,20 @@ package sink
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
-	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"lookout/internal/logthrottle"
 )
-
-// KafkaConfig configures a KafkaSink. The zero value of every optional
-// field selects the default stated on it.
-type KafkaConfig struct {
-	// Brokers are bootstrap host:port addresses. Required.
-	Brokers []string
-	// Topic receives records whose source has no override. Required.
-	Topic string
-	// TopicBySource maps a source id to the topic its records go to.
-	TopicBySource map[string]string
-	// Compression is none, gzip, snappy, lz4 or zstd. Default none.
-	Compression string
-	// BatchSize is the most records per produce request. Default 100.
-	BatchSize int
-	// BatchTimeout bounds how long a partial batch waits before it is
-	// sent. Default 10ms.
-	BatchTimeout time.Duration
-	// WriteTimeout bounds one produce request. Default 10s.
-	WriteTimeout time.Duration
-	// MaxAttempts is how many times a failed produce request is tried.
-	// Default 3. (A refused connection fails at once, whatever this is.)
-	MaxAttempts int
-	// AllowAutoTopicCreation lets the first write create a missing topic
-	// (when the broker allows it): before the first produce to a topic the
-	// sink asks for it with auto-creation and waits, up to WriteTimeout,
-	// until every partition has a leader, so that a new topic's first write
-	// neither fails nor counts as a failure. Default false.
-	AllowAutoTopicCreation bool
-	TLS                    TLSConfig
-	SASL                   SASLConfig
-	// Metrics receives delivery counts. Default: none.
-	Metrics Metrics
-	// Logger receives delivery errors, at most one line per ErrorInterval.
-	Logger zerolog.Logger
-	// ErrorInterval is the least time between two delivery-error log
-	// lines. Default 10s.
-	ErrorInterval time.Duration
-}
-
-// TLSConfig turns on TLS to the brokers.
-type TLSConfig struct {
-	// Enabled turns TLS on; the other fields need it. Default false.
-	Enabled bool
-	// CAFile is a PEM bundle of CAs to trust. Default: the system roots.
-	CAFile string
-	// CertFile and KeyFile are a PEM client certificate and key (mutual TLS).
-	CertFile, KeyFile string
-	// InsecureSkipVerify accepts any server certificate. For tests only.
-	InsecureSkipVerify bool
-}
-
-// SASLConfig configures broker authentication.
-type SASLConfig struct {
-	// Mechanism is "" (none), plain, scram-sha-256 or scram-sha-512
-	// (case-insensitive).
-	Mechanism string
-	Username  string
-	// Password is never printed: String and the zerolog marshaller redact it.
-	Password string
-}
-
-// String describes the config without the password.
-func (c SASLConfig) String() string {
-	pw := ""
-	if c.Password != "" {
-		pw = "[redacted]"
-	}
-	return fmt.Sprintf("{mechanism=%s user=%s password=%s}", c.Mechanism, c.Username, pw)
-}
-
-// GoString is String, so %#v redacts too.
-func (c SASLConfig) GoString() string { return c.String() }
-
-// String describes the config without secrets.
-func (c KafkaConfig) String() string {
-	return fmt.Sprintf("KafkaConfig{brokers=%s topic=%s topic_by_source=%v compression=%s batch_size=%d batch_timeout=%s tls=%t sasl=%s}",
-		strings.Join(c.Brokers, ","), c.Topic, c.TopicBySource, c.Compression, c.BatchSize, c.BatchTimeout, c.TLS.Enabled, c.SASL)
-}
-
-// GoString is String, so %#v redacts too.
-func (c KafkaConfig) GoString() string { return c.String() }
-
-// MarshalZerologObject logs the config without secrets.
-func (c KafkaConfig) MarshalZerologObject(e *zerolog.Event) {
-	e.Strs("brokers", c.Brokers).Str("topic", c.Topic).Str("compression", c.Compression).
-		Int("batch_size", c.BatchSize).Int64("batch_timeout_ms", c.BatchTimeout.Milliseconds()).Bool("tls", c.TLS.Enabled).
-		Str("sasl_mechanism", c.SASL.Mechanism).Str("sasl_user", c.SASL.Username)
-}
-
-func (c *KafkaConfig) applyDefaults() {
-	if c.BatchSize <= 0 {
-		c.BatchSize = 100
-	}
-	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = 10 * time.Millisecond
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 3
-	}
-	if c.ErrorInterval <= 0 {
-		c.ErrorInterval = 10 * time.Second
-	}
-}
-
-// Validate reports the first invalid field by name.
-func (c KafkaConfig) Validate() error {
-	if len(c.Brokers) == 0 {
-		return errors.New("kafka sink: brokers: list at least one host:port")
-	}
-	for _, b := range c.Brokers {
-		host, port, err := net.SplitHostPort(b)
-		if err != nil || host == "" {
-			return fmt.Errorf("kafka sink: brokers: %q is not host:port", b)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return fmt.Errorf("kafka sink: brokers: %q has no valid port", b)
-		}
-	}
-	if c.Topic == "" {
-		return errors.New("kafka sink: topic: must be set")
-	}
-	if _, err := compressionCodec(c.Compression); err != nil {
-		return err
-	}
-	if _, err := c.SASL.mechanism(); err != nil {
-		return err
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return errors.New("kafka sink: tls: cert_file and key_file must be set together")
-	}
-	return nil
-}
-
-func compressionCodec(name string) (kafka.Compression, error) {
-	switch strings.ToLower(name) {
-	case "", "none":
-		return 0, nil
-	case "gzip":
-		return kafka.Gzip, nil
-	case "snappy":
-		return kafka.Snappy, nil
-	case "lz4":
-		return kafka.Lz4, nil
-	case "zstd":
-		return kafka.Zstd, nil
-	}
-	return 0, fmt.Errorf("kafka sink: compression: %q is not one of none, gzip, snappy, lz4, zstd", name)
-}
-
-func (c SASLConfig) mechanism() (sasl.Mechanism, error) {
-	switch strings.ToLower(c.Mechanism) {
-	case "":
-		return nil, nil
-	case "plain":
-		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
-	case "scram-sha-256", "scram-sha-512":
-		algo := scram.SHA256
-		if strings.HasSuffix(strings.ToLower(c.Mechanism), "512") {
-			algo = scram.SHA512
-		}
-		m, err := scram.Mechanism(algo, c.Username, c.Password)
-		if err != nil {
-			// The error may quote the credentials' normalisation; do not wrap it.
-			return nil, fmt.Errorf("kafka sink: sasl: cannot prepare %s credentials for user %q (check the username and password characters)", c.Mechanism, c.Username)
-		}
-		return m, nil
-	}
-	return nil, fmt.Errorf("kafka sink: sasl.mechanism: %q is not one of plain, scram-sha-256, scram-sha-512", c.Mechanism)
-}
-
-func (c TLSConfig) build() (*tls.Config, error) {
-	if !c.Enabled {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in, documented as tests only
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka sink: tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka sink: tls.ca_file: %s holds no PEM certificate", c.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka sink: tls.cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
 
 // KafkaSink writes records to Kafka synchronously: Write returns nil only
 // once the broker acknowledged every record with acks=all. The key is the
@@ -242,9 +36,6 @@ type KafkaSink struct {
 }
 
 var _ Sink = (*KafkaSink)(nil)
-
-// ErrClosed is returned by writes after Close.
-var ErrClosed = errors.New("sink is closed")
 
 // NewKafkaSink validates cfg and builds the writer. It does not contact the
 // brokers: the first Write does.
@@ -285,13 +76,18 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 // Name is the sink's label in metrics and logs.
 func (k *KafkaSink) Name() string { return "kafka" }
 
-// attemptTimeout bounds how long kafka-go itself may spend on one
-// WriteMessages call (every attempt and backoff). A caller's deadline
+// AttemptTimeout bounds how long kafka-go itself may spend on one
+// WriteMessages call (every attempt and backoff: MaxAttempts x
+// (WriteTimeout + backoff) + BatchTimeout + 5s). A caller's deadline
 // shorter than this can return while kafka-go still holds the batch and
-// writes it later, out of order; SpoolingSink never uses a shorter one.
-func (k *KafkaSink) attemptTimeout() time.Duration {
+// writes it later, out of order; the spool never uses a shorter one.
+func (k *KafkaSink) AttemptTimeout() time.Duration {
 	return time.Duration(k.cfg.MaxAttempts)*(k.cfg.WriteTimeout+k.w.WriteBackoffMax) + k.cfg.BatchTimeout + 5*time.Second
 }
+
+// MaxBatch is BatchSize: the most messages per Produce that go to each
+// partition in one produce request.
+func (k *KafkaSink) MaxBatch() int { return k.cfg.BatchSize }
 
 // TopicFor returns the topic a source's records go to.
 func (k *KafkaSink) TopicFor(sourceID string) string {
@@ -334,6 +130,23 @@ func (k *KafkaSink) Write(ctx context.Context, recs []Record) error {
 		msgs = append(msgs, m)
 	}
 	return k.writeMessages(ctx, msgs)
+}
+
+// Message is a record already encoded as JSON, with what the Kafka message
+// needs besides: the key (the source id) and the id header.
+type Message struct {
+	SourceID, ID string
+	Value        []byte
+}
+
+// Produce sends msgs and waits for the broker's acknowledgement; on failure
+// the error is a *DeliveryError naming each message not acknowledged.
+func (k *KafkaSink) Produce(ctx context.Context, msgs []Message) error {
+	kms := make([]kafka.Message, len(msgs))
+	for i, m := range msgs {
+		kms[i] = k.rawMessage(m.SourceID, m.ID, m.Value)
+	}
+	return k.writeMessages(ctx, kms)
 }
 
 // DeliveryError lists which messages of a write were not acknowledged.
@@ -404,7 +217,7 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 	err := k.w.WriteMessages(ctx, msgs...)
 	if err == nil {
 		for src, n := range countBySource(msgs, nil) {
-			k.cfg.Metrics.delivered(src, n)
+			k.cfg.Metrics.Delivered(src, n)
 		}
 		return nil
 	}
@@ -436,10 +249,10 @@ func (k *KafkaSink) writeMessages(ctx context.Context, msgs []kafka.Message) err
 		isOK[i] = !isFailed[i]
 	}
 	for src, n := range countBySource(msgs, isFailed) {
-		k.cfg.Metrics.delivered(src, n)
+		k.cfg.Metrics.Delivered(src, n)
 	}
 	for src, n := range countBySource(msgs, isOK) {
-		k.cfg.Metrics.failed(src, n)
+		k.cfg.Metrics.Failed(src, n)
 	}
 	de := &DeliveryError{Failed: failed, Permanent: permanent, Err: errors.Join(errs...)}
 	if ok, held := k.errLog.Allow("delivery"); ok {

@@ -90,7 +90,7 @@ func TestKafkaSinkBrokerDownFailsEveryRecordAndCounts(t *testing.T) {
 	var logBuf strings.Builder
 	k, err := NewKafkaSink(KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", ErrorInterval: time.Hour,
 		Logger:  zerolog.New(&logBuf),
-		Metrics: Metrics{Failed: func(src string, n int) { mu.Lock(); failed[src] += n; mu.Unlock() }}})
+		Metrics: metricsFuncs{failed: func(src string, n int) { mu.Lock(); failed[src] += n; mu.Unlock() }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestKafkaSinkDeliversKeyedOrderedAcked(t *testing.T) {
 	var mu sync.Mutex
 	k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, Compression: "lz4",
 		TopicBySource: map[string]string{"cam-special": special},
-		Metrics:       Metrics{Delivered: func(src string, n int) { mu.Lock(); delivered[src] += n; mu.Unlock() }}})
+		Metrics:       metricsFuncs{delivered: func(src string, n int) { mu.Lock(); delivered[src] += n; mu.Unlock() }}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sink
+package sink_test
 
 import (
 	"bufio"
@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"lookout/sink"
+	"lookout/spool"
 )
 
 // lockedBuffer is a log destination written from several goroutines.
@@ -34,16 +37,14 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// countingMetrics counts every callback's records.
-type countingMetrics struct{ delivered, failed, spooled atomic.Int64 }
+// countingMetrics counts every record the Kafka sink and the spool report.
+type countingMetrics struct{ delivered, failed, spooled, rejected atomic.Int64 }
 
-func (c *countingMetrics) metrics() Metrics {
-	return Metrics{
-		Delivered: func(_ string, n int) { c.delivered.Add(int64(n)) },
-		Failed:    func(_ string, n int) { c.failed.Add(int64(n)) },
-		Spooled:   func(_ string, n int) { c.spooled.Add(int64(n)) },
-	}
-}
+func (c *countingMetrics) Delivered(_ string, n int) { c.delivered.Add(int64(n)) }
+func (c *countingMetrics) Failed(_ string, n int)    { c.failed.Add(int64(n)) }
+func (c *countingMetrics) Spooled(_ string, n int)   { c.spooled.Add(int64(n)) }
+func (c *countingMetrics) Dropped(string, int)       {}
+func (c *countingMetrics) Rejected(_ string, n int)  { c.rejected.Add(int64(n)) }
 
 // logLines returns the JSON log lines at or above level warn.
 func warnLines(log string) []string {
@@ -61,13 +62,13 @@ func warnLines(log string) []string {
 // directly or behind the spool: the README promises topics are created on
 // first use.
 func TestKafkaSinkFirstWriteToANewTopicIsNotAFailure(t *testing.T) {
-	addr := needBroker(t)
+	addr := sink.NeedBroker(t)
 	t.Run("direct", func(t *testing.T) {
 		topic := fmt.Sprintf("sink-newtopic-direct-%d", time.Now().UnixNano())
 		var log lockedBuffer
 		var m countingMetrics
-		k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, AllowAutoTopicCreation: true,
-			Metrics: m.metrics(), Logger: zerolog.New(&log)})
+		k, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{addr}, Topic: topic, AllowAutoTopicCreation: true,
+			Metrics: &m, Logger: zerolog.New(&log)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,11 +76,11 @@ func TestKafkaSinkFirstWriteToANewTopicIsNotAFailure(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		start := time.Now()
-		if err := k.Write(ctx, testRecords("cam-1", 0, 3)); err != nil {
+		if err := k.Write(ctx, sink.TestRecords("cam-1", 0, 3)); err != nil {
 			t.Fatalf("first write to new topic %s: %v", topic, err)
 		}
 		t.Logf("first write to a new topic took %s", time.Since(start).Round(time.Millisecond))
-		if err := k.Write(ctx, testRecords("cam-1", 3, 2)); err != nil {
+		if err := k.Write(ctx, sink.TestRecords("cam-1", 3, 2)); err != nil {
 			t.Fatalf("second write: %v", err)
 		}
 		if f, d := m.failed.Load(), m.delivered.Load(); f != 0 || d != 5 {
@@ -88,7 +89,7 @@ func TestKafkaSinkFirstWriteToANewTopicIsNotAFailure(t *testing.T) {
 		if w := warnLines(log.String()); len(w) > 0 {
 			t.Errorf("a first write to a new topic logged:\n%s", strings.Join(w, "\n"))
 		}
-		if got := readAll(t, addr, topic, 5, 15*time.Second); len(got) != 5 {
+		if got := sink.ReadAll(t, addr, topic, 5, 15*time.Second); len(got) != 5 {
 			t.Errorf("read %d records back, want 5", len(got))
 		}
 	})
@@ -96,19 +97,19 @@ func TestKafkaSinkFirstWriteToANewTopicIsNotAFailure(t *testing.T) {
 		topic := fmt.Sprintf("sink-newtopic-spool-%d", time.Now().UnixNano())
 		var log lockedBuffer
 		var m countingMetrics
-		k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, AllowAutoTopicCreation: true,
-			Metrics: m.metrics(), Logger: zerolog.New(&log)})
+		k, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{addr}, Topic: topic, AllowAutoTopicCreation: true,
+			Metrics: &m, Logger: zerolog.New(&log)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := NewSpoolingSink(k, SpoolingConfig{Spool: SpoolConfig{Dir: t.TempDir()}, Metrics: m.metrics(), Logger: zerolog.New(&log)})
+		s, err := spool.NewSink(k, spool.SinkConfig{Spool: spool.Config{Dir: t.TempDir()}, Metrics: &m, Logger: zerolog.New(&log)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := s.Write(ctx, testRecords("cam-1", 0, 4)); err != nil {
+		if err := s.Write(ctx, sink.TestRecords("cam-1", 0, 4)); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Flush(ctx); err != nil {
@@ -123,7 +124,7 @@ func TestKafkaSinkFirstWriteToANewTopicIsNotAFailure(t *testing.T) {
 		if !s.State().BrokerUp {
 			t.Error("broker reported down after the first write to a new topic")
 		}
-		if got := readAll(t, addr, topic, 4, 15*time.Second); len(got) != 4 {
+		if got := sink.ReadAll(t, addr, topic, 4, 15*time.Second); len(got) != 4 {
 			t.Errorf("read %d records back, want 4", len(got))
 		}
 	})
@@ -195,21 +196,21 @@ func TestDuplicateKeys(t *testing.T) {
 	}
 }
 
-// Each log line of a SpoolingSink and its spool carries one component:
+// Each log line of a spool.Sink and its spool carries one component:
 // kafka for broker state, spool for the spool's reports. (The service
 // used to pass a logger that already had component=kafka, and the spool
 // added component=spool to it: both keys in one line.)
 func TestSpoolingSinkLogLinesHaveOneComponent(t *testing.T) {
 	dir := t.TempDir()
 	var log lockedBuffer
-	open := func() *SpoolingSink {
+	open := func() *spool.Sink {
 		t.Helper()
 		// Port 1 refuses connections: every delivery fails at once.
-		k, err := NewKafkaSink(KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Logger: zerolog.New(&log).With().Str("component", "kafka").Logger()})
+		k, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", Logger: zerolog.New(&log).With().Str("component", "kafka").Logger()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := NewSpoolingSink(k, SpoolingConfig{Spool: SpoolConfig{Dir: dir}, CloseTimeout: 100 * time.Millisecond,
+		s, err := spool.NewSink(k, spool.SinkConfig{Spool: spool.Config{Dir: dir}, CloseTimeout: 100 * time.Millisecond,
 			RetryInterval: time.Hour, Logger: zerolog.New(&log)})
 		if err != nil {
 			t.Fatal(err)
@@ -217,7 +218,7 @@ func TestSpoolingSinkLogLinesHaveOneComponent(t *testing.T) {
 		return s
 	}
 	s := open()
-	if err := s.Write(context.Background(), testRecords("cam-1", 0, 2)); err != nil {
+	if err := s.Write(context.Background(), sink.TestRecords("cam-1", 0, 2)); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close() // records stay spooled

@@ -3,7 +3,6 @@
 package sink
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -117,14 +116,4 @@ func RecordID(sourceID, run string, ptsMillis int64, modelDigest, kind string) s
 func AlertID(captionID, rule string) string {
 	h := sha256.Sum256([]byte(captionID + "\x00" + KindAlert + "\x00" + rule))
 	return hex.EncodeToString(h[:16])
-}
-
-// Sink accepts records. Write returns nil only once every record is durable
-// (acknowledged by the broker, written to the spool or to the file), so
-// callers may advance checkpoints when it returns. Sinks are safe for
-// concurrent use unless stated otherwise.
-type Sink interface {
-	Write(ctx context.Context, recs []Record) error
-	Flush(ctx context.Context) error
-	Close() error
 }

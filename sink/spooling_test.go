@@ -1,4 +1,4 @@
-package sink
+package sink_test
 
 import (
 	"context"
@@ -13,16 +13,19 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"lookout/sink"
+	"lookout/spool"
 )
 
 // checkDelivery verifies that msgs hold every id in want, per-source order
 // by pts once duplicates are dropped, and returns the duplicate count.
-func checkDelivery(t *testing.T, msgs []kafka.Message, want map[string]Record) (dups int) {
+func checkDelivery(t *testing.T, msgs []kafka.Message, want map[string]sink.Record) (dups int) {
 	t.Helper()
 	seen := map[string]bool{}
 	lastPTS := map[string]int64{}
 	for _, m := range msgs {
-		var r Record
+		var r sink.Record
 		if err := json.Unmarshal(m.Value, &r); err != nil {
 			t.Fatalf("value is not a record: %v", err)
 		}
@@ -57,7 +60,7 @@ func checkDelivery(t *testing.T, msgs []kafka.Message, want map[string]Record) (
 func uniqueIDs(msgs []kafka.Message) int {
 	seen := map[string]bool{}
 	for _, m := range msgs {
-		seen[headerID(m)] = true
+		seen[sink.HeaderID(m)] = true
 	}
 	return len(seen)
 }
@@ -76,21 +79,20 @@ func TestSpoolingSinkSurvivesBrokerOutage(t *testing.T) {
 }
 
 func testBrokerOutage(t *testing.T, kill bool) {
-	addr := needBroker(t)
-	topic := createTopic(t, addr, "sink-outage", 2)
-	k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, WriteTimeout: 3 * time.Second, MaxAttempts: 2})
+	addr := sink.NeedBroker(t)
+	topic := sink.CreateTopic(t, addr, "sink-outage", 2)
+	k, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{addr}, Topic: topic, WriteTimeout: 3 * time.Second, MaxAttempts: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	spooled := 0
-	s, err := NewSpoolingSink(k, SpoolingConfig{
-		Spool:            SpoolConfig{Dir: t.TempDir(), MaxBytes: 8 << 20},
+	var cm countingMetrics
+	s, err := spool.NewSink(k, spool.SinkConfig{
+		Spool:            spool.Config{Dir: t.TempDir(), MaxBytes: 8 << 20},
 		SendTimeout:      3 * time.Second,
 		RetryInterval:    100 * time.Millisecond,
 		MaxRetryInterval: 500 * time.Millisecond,
 		Logger:           zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
-		Metrics:          Metrics{Spooled: func(_ string, n int) { mu.Lock(); spooled += n; mu.Unlock() }},
+		Metrics:          &cm,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -98,12 +100,12 @@ func testBrokerOutage(t *testing.T, kill bool) {
 	defer s.Close()
 
 	sources := []string{"cam-1", "cam-2", "cam-3", "cam-4"}
-	want := map[string]Record{}
+	want := map[string]sink.Record{}
 	round := 0
 	write := func() {
-		var batch []Record
+		var batch []sink.Record
 		for _, src := range sources {
-			r := testRecord(src, round)
+			r := sink.TestRecord(src, round)
 			batch = append(batch, r)
 			want[r.ID] = r
 		}
@@ -134,9 +136,9 @@ func testBrokerOutage(t *testing.T, kill bool) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 	if kill {
-		killBroker(t)
+		sink.KillBroker(t)
 	} else {
-		stopBroker(t)
+		sink.StopBroker(t)
 	}
 	// Wait until the sink noticed and spooled something.
 	deadline := time.Now().Add(10 * time.Second)
@@ -153,7 +155,7 @@ func testBrokerOutage(t *testing.T, kill bool) {
 	}
 	t.Logf("while down: %d records, %d bytes spooled, oldest %s", down.SpoolRecords, down.SpoolBytes, down.OldestUnsentAge)
 	t0 := time.Now()
-	restartBroker(t)
+	sink.RestartBroker(t)
 	t.Logf("broker restarted in %s", time.Since(t0).Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
@@ -169,12 +171,12 @@ func testBrokerOutage(t *testing.T, kill bool) {
 	}
 	t.Logf("drained in %s after the restart finished", time.Since(t1).Round(time.Millisecond))
 
-	msgs := readUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= len(want) }, 20*time.Second)
+	msgs := sink.ReadUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= len(want) }, 20*time.Second)
 	if os.Getenv("LOOKOUT_DEBUG_ORDER") != "" {
 		var seq []string
 		for _, m := range msgs {
 			if string(m.Key) == "cam-1" {
-				var r Record
+				var r sink.Record
 				_ = json.Unmarshal(m.Value, &r)
 				seq = append(seq, fmt.Sprintf("%d@%d", r.PTSMillis/1000, m.Offset))
 			}
@@ -182,8 +184,7 @@ func testBrokerOutage(t *testing.T, kill bool) {
 		t.Logf("cam-1 sequence: %v", seq)
 	}
 	dups := checkDelivery(t, msgs, want)
-	mu.Lock()
-	defer mu.Unlock()
+	spooled := cm.spooled.Load()
 	if spooled == 0 {
 		t.Fatal("no record went through the spool")
 	}
@@ -195,20 +196,20 @@ func testBrokerOutage(t *testing.T, kill bool) {
 // Records spooled by a sink that could never reach its broker are sent by
 // the next sink opened on the same directory (a restart of lookout).
 func TestSpoolingSinkDeliversSpoolLeftByPreviousRun(t *testing.T) {
-	addr := needBroker(t)
-	topic := createTopic(t, addr, "sink-resume", 1)
+	addr := sink.NeedBroker(t)
+	topic := sink.CreateTopic(t, addr, "sink-resume", 1)
 	dir := t.TempDir()
-	dead, err := NewKafkaSink(KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: topic})
+	dead, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: topic})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s1, err := NewSpoolingSink(dead, SpoolingConfig{Spool: SpoolConfig{Dir: dir}, CloseTimeout: 200 * time.Millisecond})
+	s1, err := spool.NewSink(dead, spool.SinkConfig{Spool: spool.Config{Dir: dir}, CloseTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]Record{}
+	want := map[string]sink.Record{}
 	for i := 0; i < 10; i++ {
-		batch := append(testRecords("file-a", i*3, 3), testRecords("file-b", i*3, 3)...)
+		batch := append(sink.TestRecords("file-a", i*3, 3), sink.TestRecords("file-b", i*3, 3)...)
 		for _, r := range batch {
 			want[r.ID] = r
 		}
@@ -222,18 +223,18 @@ func TestSpoolingSinkDeliversSpoolLeftByPreviousRun(t *testing.T) {
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	live, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic})
+	live, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{addr}, Topic: topic})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := NewSpoolingSink(live, SpoolingConfig{Spool: SpoolConfig{Dir: dir}})
+	s2, err := spool.NewSink(live, spool.SinkConfig{Spool: spool.Config{Dir: dir}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A new record written now must come after the spooled ones.
-	late := testRecord("file-a", 30)
+	late := sink.TestRecord("file-a", 30)
 	want[late.ID] = late
-	if err := s2.Write(context.Background(), []Record{late}); err != nil {
+	if err := s2.Write(context.Background(), []sink.Record{late}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -244,7 +245,7 @@ func TestSpoolingSinkDeliversSpoolLeftByPreviousRun(t *testing.T) {
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	msgs := readUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= len(want) }, 15*time.Second)
+	msgs := sink.ReadUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= len(want) }, 15*time.Second)
 	if dups := checkDelivery(t, msgs, want); dups != 0 {
 		t.Fatalf("%d duplicates without any retry", dups)
 	}
@@ -254,7 +255,7 @@ func TestSpoolingSinkDeliversSpoolLeftByPreviousRun(t *testing.T) {
 // max.message.bytes) is moved to rejected.jsonl instead of blocking the
 // records behind it forever; the records around it are delivered in order.
 func TestSpoolingSinkSetsAsideARecordTheBrokerRefuses(t *testing.T) {
-	addr := needBroker(t)
+	addr := sink.NeedBroker(t)
 	topic := fmt.Sprintf("sink-poison-%d", time.Now().UnixNano())
 	conn, err := kafka.Dial("tcp", addr)
 	if err != nil {
@@ -266,20 +267,20 @@ func TestSpoolingSinkSetsAsideARecordTheBrokerRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	createTopicWait(t, addr, topic, 1)
-	k, err := NewKafkaSink(KafkaConfig{Brokers: []string{addr}, Topic: topic, MaxAttempts: 1})
+	sink.CreateTopicWait(t, addr, topic, 1)
+	k, err := sink.NewKafkaSink(sink.KafkaConfig{Brokers: []string{addr}, Topic: topic, MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rejected := 0
+	var cm countingMetrics
 	dir := t.TempDir()
-	s, err := NewSpoolingSink(k, SpoolingConfig{Spool: SpoolConfig{Dir: dir}, RetryInterval: 50 * time.Millisecond,
-		Metrics: Metrics{Rejected: func(string, int) { rejected++ }}})
+	s, err := spool.NewSink(k, spool.SinkConfig{Spool: spool.Config{Dir: dir}, RetryInterval: 50 * time.Millisecond,
+		Metrics: &cm})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	recs := testRecords("cam-p", 0, 4)
+	recs := sink.TestRecords("cam-p", 0, 4)
 	recs[1].Caption = strings.Repeat("too long ", 1000)
 	if err := s.Write(context.Background(), recs); err != nil {
 		t.Fatal(err)
@@ -289,22 +290,22 @@ func TestSpoolingSinkSetsAsideARecordTheBrokerRefuses(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatalf("the spool did not drain past the refused record: %v (%+v)", err, s.State())
 	}
-	if st := s.State(); st.Rejected != 1 || rejected != 1 {
-		t.Fatalf("rejected: state %d, metric %d, want 1", st.Rejected, rejected)
+	if st := s.State(); st.Rejected != 1 || cm.rejected.Load() != 1 {
+		t.Fatalf("rejected: state %d, metric %d, want 1", st.Rejected, cm.rejected.Load())
 	}
-	want := map[string]Record{recs[0].ID: recs[0], recs[2].ID: recs[2], recs[3].ID: recs[3]}
-	msgs := readUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= 3 }, 10*time.Second)
+	want := map[string]sink.Record{recs[0].ID: recs[0], recs[2].ID: recs[2], recs[3].ID: recs[3]}
+	msgs := sink.ReadUntil(t, addr, topic, func(ms []kafka.Message) bool { return uniqueIDs(ms) >= 3 }, 10*time.Second)
 	checkDelivery(t, msgs, want)
 	for _, m := range msgs {
-		if headerID(m) == recs[1].ID {
+		if sink.HeaderID(m) == recs[1].ID {
 			t.Fatal("the oversized record reached the topic")
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, rejectedFile))
+	b, err := os.ReadFile(filepath.Join(dir, spool.RejectedFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r Record
+	var r sink.Record
 	if err := json.Unmarshal(b, &r); err != nil || r.ID != recs[1].ID {
 		t.Fatalf("rejected.jsonl holds %q, want record %s", b, recs[1].ID)
 	}

@@ -7,9 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"lookout/sink"
+	"lookout/spool"
 )
 
 // openKafka opens the captions' Kafka sink: sinks.kafka.topic (sources may
@@ -22,30 +21,13 @@ func (s *Service) openKafka(ctx context.Context) error {
 	}
 	s.spool = sp
 	s.sinks = append(s.sinks, &kindSink{s: sp, name: "kafka", keep: notAlert})
-	gauge := func(name, help string, f func(sink.SpoolingState) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(sp.State()) })
-	}
-	for _, c := range []prometheus.Collector{
-		gauge("lookout_kafka_broker_up", "1 while the broker acknowledges records, 0 after a failed delivery.",
-			func(st sink.SpoolingState) float64 { return b2f(st.BrokerUp) }),
-		gauge("lookout_spool_records", "Unsent records waiting in the disk spool.",
-			func(st sink.SpoolingState) float64 { return float64(st.SpoolRecords) }),
-		gauge("lookout_spool_bytes", "Bytes of unsent records in the disk spool.",
-			func(st sink.SpoolingState) float64 { return float64(st.SpoolBytes) }),
-		gauge("lookout_spool_oldest_unsent_seconds", "Age of the oldest unsent record (0 when the spool is empty).",
-			func(st sink.SpoolingState) float64 { return st.OldestUnsentAge.Seconds() }),
-	} {
-		if err := s.reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return registerSpoolGauges(s.reg, sp.State)
 }
 
 // newKafkaSpool opens a Kafka sink for topic (sources in bySource go to
 // their own topics) behind a spool in data_dir/spoolDir, with the brokers
 // and security of sinks.kafka; its metrics are labelled sink=metricsName.
-func (s *Service) newKafkaSpool(_ context.Context, topic string, bySource map[string]string, spoolDir, metricsName string) (*sink.SpoolingSink, error) {
+func (s *Service) newKafkaSpool(_ context.Context, topic string, bySource map[string]string, spoolDir, metricsName string) (*spool.Sink, error) {
 	k := s.cfg.Sinks.Kafka
 	password := k.SASL.Password
 	if k.SASL.PasswordFile != "" {
@@ -55,7 +37,7 @@ func (s *Service) newKafkaSpool(_ context.Context, topic string, bySource map[st
 		}
 		password = strings.TrimSpace(string(b))
 	}
-	kmetrics, err := sink.NewPromMetrics(s.reg, metricsName)
+	kmetrics, err := newDeliveryMetrics(s.reg, metricsName)
 	if err != nil {
 		return nil, err
 	}
@@ -79,13 +61,13 @@ func (s *Service) newKafkaSpool(_ context.Context, topic string, bySource map[st
 	if err != nil {
 		return nil, err
 	}
-	sp, err := sink.NewSpoolingSink(ks, sink.SpoolingConfig{
-		Spool: sink.SpoolConfig{Dir: filepath.Join(s.cfg.DataDir, spoolDir), MaxBytes: k.SpoolMaxBytes},
-		Policy: func(id string) sink.FullPolicy {
+	sp, err := spool.NewSink(ks, spool.SinkConfig{
+		Spool: spool.Config{Dir: filepath.Join(s.cfg.DataDir, spoolDir), MaxBytes: k.SpoolMaxBytes},
+		Policy: func(id string) spool.FullPolicy {
 			if live, _ := s.live.Load(id); live == true {
-				return sink.DropOldest
+				return spool.DropOldest
 			}
-			return sink.Block
+			return spool.Block
 		},
 		Metrics: kmetrics,
 		Logger:  s.log, // no component: the sink adds kafka or spool
@@ -95,11 +77,4 @@ func (s *Service) newKafkaSpool(_ context.Context, topic string, bySource map[st
 		return nil, err
 	}
 	return sp, nil
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -1,11 +1,14 @@
 package service
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lookout/ingest"
+	"lookout/sink"
+	"lookout/spool"
 )
 
 // sourceMetrics feeds ingest's counts to Prometheus.
@@ -71,4 +74,80 @@ func (m *sourceMetrics) FrameGated(id string) {
 	if m.onGated != nil {
 		m.onGated(id)
 	}
+}
+
+// deliveryMetrics feeds the Kafka sink's and its spool's counts to
+// Prometheus: lookout_sink_{delivered,failed,spooled,dropped,rejected}_total,
+// labelled by sink and source. A count of 0 is not reported.
+type deliveryMetrics struct {
+	delivered, failed, spooled, dropped, rejected *prometheus.CounterVec
+}
+
+var (
+	_ sink.Metrics  = (*deliveryMetrics)(nil)
+	_ spool.Metrics = (*deliveryMetrics)(nil)
+)
+
+func newDeliveryMetrics(reg prometheus.Registerer, sinkName string) (*deliveryMetrics, error) {
+	vec := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lookout_sink_" + name + "_total", Help: help,
+			ConstLabels: prometheus.Labels{"sink": sinkName},
+		}, []string{"source"})
+	}
+	m := &deliveryMetrics{
+		delivered: vec("delivered", "Records acknowledged by the sink."),
+		failed:    vec("failed", "Records a delivery attempt failed for (spooled and retried behind a spool)."),
+		spooled:   vec("spooled", "Records written to the disk spool."),
+		dropped:   vec("dropped", "Records dropped because the spool was full (live sources only)."),
+		rejected:  vec("rejected", "Records the broker refused for good (too large, invalid), kept in the spool's rejected.jsonl."),
+	}
+	for _, c := range []prometheus.Collector{m.delivered, m.failed, m.spooled, m.dropped, m.rejected} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register sink metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func addCount(c *prometheus.CounterVec, src string, n int) {
+	if n > 0 {
+		c.WithLabelValues(src).Add(float64(n))
+	}
+}
+
+func (m *deliveryMetrics) Delivered(src string, n int) { addCount(m.delivered, src, n) }
+func (m *deliveryMetrics) Failed(src string, n int)    { addCount(m.failed, src, n) }
+func (m *deliveryMetrics) Spooled(src string, n int)   { addCount(m.spooled, src, n) }
+func (m *deliveryMetrics) Dropped(src string, n int)   { addCount(m.dropped, src, n) }
+func (m *deliveryMetrics) Rejected(src string, n int)  { addCount(m.rejected, src, n) }
+
+// registerSpoolGauges registers the broker and spool gauges, read from
+// state at each scrape.
+func registerSpoolGauges(reg prometheus.Registerer, state func() spool.State) error {
+	gauge := func(name, help string, f func(spool.State) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(state()) })
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("lookout_kafka_broker_up", "1 while the broker acknowledges records, 0 after a failed delivery.",
+			func(st spool.State) float64 { return b2f(st.BrokerUp) }),
+		gauge("lookout_spool_records", "Unsent records waiting in the disk spool.",
+			func(st spool.State) float64 { return float64(st.SpoolRecords) }),
+		gauge("lookout_spool_bytes", "Bytes of unsent records in the disk spool.",
+			func(st spool.State) float64 { return float64(st.SpoolBytes) }),
+		gauge("lookout_spool_oldest_unsent_seconds", "Age of the oldest unsent record (0 when the spool is empty).",
+			func(st spool.State) float64 { return st.OldestUnsentAge.Seconds() }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -32,6 +32,7 @@ import (
 	"lookout/internal/rules"
 	"lookout/pipeline"
 	"lookout/sink"
+	"lookout/spool"
 )
 
 // Service wires config -> components: the model, the sinks, the pipeline and
@@ -45,9 +46,9 @@ type Service struct {
 	// model's domain; nil for models without a domain profile.
 	domain *domainWatch
 	sinks  []sink.Sink
-	spool  *sink.SpoolingSink
+	spool  *spool.Sink
 	// alertSpool is the alerts' Kafka sink (sinks.kafka.alerts_topic).
-	alertSpool *sink.SpoolingSink
+	alertSpool *spool.Sink
 	// rules turns caption records into alerts (the rules section).
 	rules *rules.Engine
 	video *sink.AnnotateWriter
@@ -440,7 +441,7 @@ func (s *Service) Close() {
 	if f := s.cluster(); f != nil {
 		f.close()
 	}
-	for _, sp := range []*sink.SpoolingSink{s.spool, s.alertSpool} {
+	for _, sp := range []*spool.Sink{s.spool, s.alertSpool} {
 		if s.killed.Load() && sp != nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()

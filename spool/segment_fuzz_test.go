@@ -1,4 +1,4 @@
-package sink
+package spool
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package sink
+package spool
 
 import (
 	"encoding/binary"
@@ -14,13 +14,13 @@ import (
 //
 // crc is CRC-32C (Castagnoli) over flags, unix_nanos and payload. length
 // counts the payload only. A frame is valid when its length is at most
-// MaxSpoolRecordBytes and its checksum matches.
+// MaxRecordBytes and its checksum matches.
 const (
 	segmentMagic     = "LKSPOOL1"
 	frameHeaderBytes = 17
-	// MaxSpoolRecordBytes bounds one spooled record's payload (16 MiB); a
+	// MaxRecordBytes bounds one spooled record's payload (16 MiB); a
 	// larger length field marks corruption.
-	MaxSpoolRecordBytes = 16 << 20
+	MaxRecordBytes = 16 << 20
 
 	flagLive byte = 1 << 0
 )
@@ -83,7 +83,7 @@ func frameAt(data []byte, off int) (f SegmentFrame, ok, short bool) {
 		return f, false, true
 	}
 	n := binary.LittleEndian.Uint32(data[off : off+4])
-	if n > MaxSpoolRecordBytes {
+	if n > MaxRecordBytes {
 		return f, false, false
 	}
 	end := off + frameHeaderBytes + int(n)

@@ -1,49 +1,84 @@
-package sink
+package spool
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 
 	"lookout/internal/retry"
+	"lookout/sink"
 )
 
-// SpoolingConfig configures a SpoolingSink.
-type SpoolingConfig struct {
+// Producer is what a Sink needs of a broker client (sink.KafkaSink is
+// one): send messages in order and say which were not acknowledged.
+type Producer interface {
+	// Name labels the producer in metrics and logs.
+	Name() string
+	// Produce sends msgs and waits for the broker's acknowledgement. On
+	// failure the error is, or wraps, a *sink.DeliveryError listing the
+	// messages not acknowledged and those refused for good; any other error
+	// means none was acknowledged.
+	Produce(ctx context.Context, msgs []sink.Message) error
+	// MaxBatch is the most messages per Produce that reach each partition
+	// in one request, so that a failure cannot let a later message of a
+	// source overtake an earlier one.
+	MaxBatch() int
+	// AttemptTimeout is the longest one Produce may take with the client's
+	// own retries.
+	AttemptTimeout() time.Duration
+	Close() error
+}
+
+// Metrics receives a Sink's counts per source. Implementations must be
+// cheap and must not block; the service's feed Prometheus.
+type Metrics interface {
+	// Spooled counts records written to the spool.
+	Spooled(sourceID string, n int)
+	// Dropped counts records dropped by a full spool's DropOldest policy.
+	Dropped(sourceID string, n int)
+	// Rejected counts records the broker refused for good; they are in
+	// rejected.jsonl in the spool directory.
+	Rejected(sourceID string, n int)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Spooled(string, int)  {}
+func (nopMetrics) Dropped(string, int)  {}
+func (nopMetrics) Rejected(string, int) {}
+
+// SinkConfig configures a Sink.
+type SinkConfig struct {
 	// Spool configures the disk spool. Spool.Dir is required; Spool.Logger
 	// is replaced by Logger with component=spool.
-	Spool SpoolConfig
+	Spool Config
 	// Policy picks the full-spool policy of a source's records. Default:
 	// Block for every source (nothing lost). Live sources should use
 	// DropOldest.
 	Policy func(sourceID string) FullPolicy
 	// SendTimeout bounds one delivery attempt, direct or replayed. It is
-	// raised to what the Kafka sink's own retries can take (MaxAttempts x
-	// (WriteTimeout + backoff) + 5s), because returning earlier would leave
-	// kafka-go holding a batch that it writes later, out of order.
-	// Default: that minimum.
+	// raised to the producer's AttemptTimeout, because returning earlier
+	// would leave the client holding a batch that it writes later, out of
+	// order. Default: that minimum.
 	SendTimeout time.Duration
 	// RetryInterval is the first pause between replay attempts while the
 	// broker is down; it doubles up to MaxRetryInterval. Defaults 250ms and 5s.
 	RetryInterval, MaxRetryInterval time.Duration
 	// ReplayBatch is the most records per replay attempt. Default and
-	// maximum: the Kafka sink's BatchSize, so that each partition gets at
+	// maximum: the producer's MaxBatch, so that each partition gets at
 	// most one produce request per attempt and a failure cannot let later
 	// records of a source overtake earlier ones.
 	ReplayBatch int
 	// CloseTimeout bounds how long Close tries to empty the spool into
 	// Kafka; what remains is kept on disk for the next start. Default 10s.
 	CloseTimeout time.Duration
-	// Metrics receives Spooled and Dropped counts. Default: none.
+	// Metrics receives spooled, dropped and rejected counts. Default: none.
 	Metrics Metrics
 	// Logger receives broker state changes (with component=kafka) and
 	// spool reports (with component=spool). Give it no component field:
@@ -51,8 +86,8 @@ type SpoolingConfig struct {
 	Logger zerolog.Logger
 }
 
-// SpoolingState is a snapshot for /readyz and metrics.
-type SpoolingState struct {
+// State is a snapshot for /readyz and metrics.
+type State struct {
 	// BrokerUp is false from a failed delivery until the next acknowledged one.
 	BrokerUp bool
 	// SpoolRecords and SpoolBytes count unsent records on disk.
@@ -72,7 +107,7 @@ type SpoolingState struct {
 	LastError string
 }
 
-// SpoolingSink puts a disk spool between the pipeline and a KafkaSink.
+// Sink puts a disk spool between the pipeline and a KafkaSink.
 //
 // Write sends directly while the spool is empty. When the broker does not
 // acknowledge, the unacknowledged records are appended to the spool
@@ -81,12 +116,12 @@ type SpoolingState struct {
 // each source's records reach Kafka in the order written. A background
 // replayer sends spooled records in order as soon as the broker answers,
 // and trims what was acknowledged. Delivery is at-least-once: a record may
-// arrive twice (same Record.ID) after a retry or a crash, never zero times
+// arrive twice (same sink.Record.ID) after a retry or a crash, never zero times
 // unless the spool was full under the DropOldest policy (counted). Safe for
 // concurrent use; concurrent Writes are serialised.
-type SpoolingSink struct {
-	cfg   SpoolingConfig
-	k     *KafkaSink
+type Sink struct {
+	cfg   SinkConfig
+	p     Producer
 	spool *Spool
 	log   zerolog.Logger
 
@@ -102,23 +137,23 @@ type SpoolingSink struct {
 	done     chan struct{}
 }
 
-var _ Sink = (*SpoolingSink)(nil)
+var _ sink.Sink = (*Sink)(nil)
 
-// NewSpoolingSink opens the spool and starts the replayer, which sends any
-// records left by a previous run. The SpoolingSink owns k and closes it.
-func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
-	if k == nil {
-		return nil, errors.New("spooling sink: no Kafka sink given")
+// NewSink opens the spool and starts the replayer, which sends any
+// records left by a previous run. The Sink owns p and closes it.
+func NewSink(p Producer, cfg SinkConfig) (*Sink, error) {
+	if p == nil {
+		return nil, errors.New("spooling sink: no producer given")
 	}
-	cfg.SendTimeout = max(cfg.SendTimeout, k.attemptTimeout())
+	cfg.SendTimeout = max(cfg.SendTimeout, p.AttemptTimeout())
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 250 * time.Millisecond
 	}
 	if cfg.MaxRetryInterval <= 0 {
 		cfg.MaxRetryInterval = 5 * time.Second
 	}
-	if cfg.ReplayBatch <= 0 || cfg.ReplayBatch > k.cfg.BatchSize {
-		cfg.ReplayBatch = k.cfg.BatchSize
+	if cfg.ReplayBatch <= 0 || cfg.ReplayBatch > p.MaxBatch() {
+		cfg.ReplayBatch = p.MaxBatch()
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 10 * time.Second
@@ -126,21 +161,24 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 	if cfg.Policy == nil {
 		cfg.Policy = func(string) FullPolicy { return Block }
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = nopMetrics{}
+	}
 	sc := cfg.Spool
 	sc.Logger = cfg.Logger.With().Str("component", "spool").Logger()
 	userDrop := sc.OnDrop
 	sc.OnDrop = func(src string) {
-		cfg.Metrics.dropped(src, 1)
+		cfg.Metrics.Dropped(src, 1)
 		if userDrop != nil {
 			userDrop(src)
 		}
 	}
-	sp, err := OpenSpool(sc)
+	sp, err := Open(sc)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &SpoolingSink{cfg: cfg, k: k, spool: sp, log: cfg.Logger.With().Str("component", "kafka").Logger(), kick: make(chan struct{}, 1),
+	s := &Sink{cfg: cfg, p: p, spool: sp, log: cfg.Logger.With().Str("component", "kafka").Logger(), kick: make(chan struct{}, 1),
 		runCtx: ctx, stop: cancel, done: make(chan struct{})}
 	s.up.Store(true)
 	s.lastErr.Store("")
@@ -149,20 +187,20 @@ func NewSpoolingSink(k *KafkaSink, cfg SpoolingConfig) (*SpoolingSink, error) {
 	return s, nil
 }
 
-// Name is the sink's label in metrics and logs: the Kafka sink's.
-func (s *SpoolingSink) Name() string { return s.k.Name() }
+// Name is the sink's label in metrics and logs: the producer's.
+func (s *Sink) Name() string { return s.p.Name() }
 
 // Write delivers recs with each source's configured full-spool policy.
-func (s *SpoolingSink) Write(ctx context.Context, recs []Record) error {
+func (s *Sink) Write(ctx context.Context, recs []sink.Record) error {
 	return s.write(ctx, recs, s.cfg.Policy)
 }
 
 // WritePolicy delivers recs with one full-spool policy for all of them.
-func (s *SpoolingSink) WritePolicy(ctx context.Context, recs []Record, p FullPolicy) error {
+func (s *Sink) WritePolicy(ctx context.Context, recs []sink.Record, p FullPolicy) error {
 	return s.write(ctx, recs, func(string) FullPolicy { return p })
 }
 
-func (s *SpoolingSink) write(ctx context.Context, recs []Record, policy func(string) FullPolicy) error {
+func (s *Sink) write(ctx context.Context, recs []sink.Record, policy func(string) FullPolicy) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -177,42 +215,17 @@ func (s *SpoolingSink) write(ctx context.Context, recs []Record, policy func(str
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return sink.ErrClosed
 	}
-	pending := make([]int, 0, len(recs))
+	var pending []int
 	if s.spool.Len() == 0 {
-		// Send in chunks of at most BatchSize records, so that each
-		// partition gets one produce request per chunk; after a failure the
-		// failed records and every later chunk go to the spool, in order.
-		bs := s.k.cfg.BatchSize
-		for start := 0; start < len(recs); start += bs {
-			end := min(start+bs, len(recs))
-			msgs := make([]kafka.Message, 0, end-start)
-			for i := start; i < end; i++ {
-				msgs = append(msgs, s.k.rawMessage(recs[i].SourceID, recs[i].ID, payloads[i]))
-			}
-			sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
-			err := s.k.writeMessages(sctx, msgs)
-			cancel()
-			if err == nil {
-				s.setUp()
-				continue
-			}
-			s.setDown(err)
-			for _, i := range FailedIndexes(err, len(msgs)) {
-				pending = append(pending, start+i)
-			}
-			for i := end; i < len(recs); i++ {
-				pending = append(pending, i)
-			}
-			break
-		}
-		if len(pending) == 0 {
+		if pending = s.sendDirect(ctx, recs, payloads); len(pending) == 0 {
 			return nil
 		}
 	} else {
-		for i := range recs {
-			pending = append(pending, i)
+		pending = make([]int, len(recs))
+		for i := range pending {
+			pending[i] = i
 		}
 	}
 	// Append in order, grouping consecutive records that share a policy.
@@ -222,13 +235,13 @@ func (s *SpoolingSink) write(ctx context.Context, recs []Record, policy func(str
 		for end < len(pending) && policy(recs[pending[end]].SourceID) == p {
 			end++
 		}
-		items := make([]SpoolItem, 0, end-start)
+		items := make([]Item, 0, end-start)
 		for _, i := range pending[start:end] {
-			items = append(items, SpoolItem{SourceID: recs[i].SourceID, Live: p == DropOldest, Payload: payloads[i]})
+			items = append(items, Item{SourceID: recs[i].SourceID, Live: p == DropOldest, Payload: payloads[i]})
 		}
 		_, err := s.spool.Append(ctx, items, p)
 		for src, n := range countItems(items) {
-			s.cfg.Metrics.spooled(src, n)
+			s.cfg.Metrics.Spooled(src, n)
 		}
 		if err != nil {
 			s.wake()
@@ -240,7 +253,38 @@ func (s *SpoolingSink) write(ctx context.Context, recs []Record, policy func(str
 	return nil
 }
 
-func countItems(items []SpoolItem) map[string]int {
+// sendDirect sends recs in chunks of at most MaxBatch records, so that
+// each partition gets one produce request per chunk, and returns the
+// indexes of the records to spool: after a failure, the failed records and
+// every later chunk, in order.
+func (s *Sink) sendDirect(ctx context.Context, recs []sink.Record, payloads [][]byte) (pending []int) {
+	bs := s.p.MaxBatch()
+	for start := 0; start < len(recs); start += bs {
+		end := min(start+bs, len(recs))
+		msgs := make([]sink.Message, 0, end-start)
+		for i := start; i < end; i++ {
+			msgs = append(msgs, sink.Message{SourceID: recs[i].SourceID, ID: recs[i].ID, Value: payloads[i]})
+		}
+		sctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+		err := s.p.Produce(sctx, msgs)
+		cancel()
+		if err == nil {
+			s.setUp()
+			continue
+		}
+		s.setDown(err)
+		for _, i := range sink.FailedIndexes(err, len(msgs)) {
+			pending = append(pending, start+i)
+		}
+		for i := end; i < len(recs); i++ {
+			pending = append(pending, i)
+		}
+		break
+	}
+	return pending
+}
+
+func countItems(items []Item) map[string]int {
 	m := map[string]int{}
 	for _, it := range items {
 		m[it.SourceID]++
@@ -248,20 +292,20 @@ func countItems(items []SpoolItem) map[string]int {
 	return m
 }
 
-func (s *SpoolingSink) wake() {
+func (s *Sink) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (s *SpoolingSink) setUp() {
+func (s *Sink) setUp() {
 	if !s.up.Swap(true) {
 		s.log.Info().Msg("kafka broker acknowledges again; replaying the spool")
 	}
 }
 
-func (s *SpoolingSink) setDown(err error) {
+func (s *Sink) setDown(err error) {
 	s.lastErr.Store(err.Error())
 	if s.up.Swap(false) {
 		s.log.Warn().Err(err).Msg("kafka broker does not acknowledge; spooling records to disk")
@@ -269,7 +313,7 @@ func (s *SpoolingSink) setDown(err error) {
 }
 
 // replay sends spooled records in order until the sink is closed.
-func (s *SpoolingSink) replay() {
+func (s *Sink) replay() {
 	defer close(s.done)
 	bo := retry.New(retry.Policy{Min: s.cfg.RetryInterval, Max: s.cfg.MaxRetryInterval})
 	for {
@@ -290,12 +334,12 @@ func (s *SpoolingSink) replay() {
 				}
 				continue
 			}
-			msgs := make([]kafka.Message, len(entries))
+			msgs := make([]sink.Message, len(entries))
 			for i, e := range entries {
-				msgs[i] = s.k.rawMessage(e.SourceID, idOfPayload(e.Payload), e.Payload)
+				msgs[i] = entryMessage(e)
 			}
 			ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.SendTimeout)
-			err = s.k.writeMessages(ctx, msgs)
+			err = s.p.Produce(ctx, msgs)
 			cancel()
 			if err == nil {
 				s.spool.Ack(entries)
@@ -304,7 +348,7 @@ func (s *SpoolingSink) replay() {
 				continue
 			}
 			// Acknowledge the delivered prefix only, so order is kept.
-			failed := FailedIndexes(err, len(entries))
+			failed := sink.FailedIndexes(err, len(entries))
 			first := 0
 			if len(failed) > 0 {
 				first = failed[0]
@@ -329,73 +373,9 @@ func (s *SpoolingSink) replay() {
 	}
 }
 
-func isPermanentAt(err error, i int) bool {
-	var de *DeliveryError
-	if !errors.As(err, &de) {
-		return false
-	}
-	for _, p := range de.Permanent {
-		if p == i {
-			return true
-		}
-	}
-	return false
-}
-
-// sendAlone sends the oldest spooled record by itself. It returns true when
-// the record left the spool: acknowledged, or refused for good and moved to
-// rejected.jsonl in the spool directory.
-func (s *SpoolingSink) sendAlone(e SpoolEntry) bool {
-	one, err := s.spool.Peek(1)
-	if err != nil || len(one) != 1 || one[0].seq != e.seq {
-		s.spool.Release()
-		return false
-	}
-	msg := s.k.rawMessage(e.SourceID, idOfPayload(e.Payload), e.Payload)
-	ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.SendTimeout)
-	err = s.k.writeMessages(ctx, []kafka.Message{msg})
-	cancel()
-	switch {
-	case err == nil:
-		s.spool.Ack(one)
-		s.setUp()
-		return true
-	case isPermanentAt(err, 0):
-		if rerr := s.reject(e, err); rerr != nil {
-			s.log.Error().Err(rerr).Msg("cannot set a refused record aside; it stays in the spool")
-			s.spool.Release()
-			return false
-		}
-		s.spool.Ack(one)
-		s.rejected.Add(1)
-		s.cfg.Metrics.rejected(e.SourceID, 1)
-		s.log.Error().Err(err).Str("source", e.SourceID).Str("id", idOfPayload(e.Payload)).
-			Str("file", filepath.Join(s.cfg.Spool.Dir, rejectedFile)).
-			Msg("kafka refused a record for good; moved it to the rejected file")
-		return true
-	}
-	s.spool.Release()
-	return false
-}
-
-const rejectedFile = "rejected.jsonl"
-
-// reject appends a refused record to rejected.jsonl (fsync'd).
-func (s *SpoolingSink) reject(e SpoolEntry, _ error) error {
-	f, err := os.OpenFile(filepath.Join(s.cfg.Spool.Dir, rejectedFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", rejectedFile, err)
-	}
-	line := append(append([]byte{}, e.Payload...), '\n')
-	if _, err := f.Write(line); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", rejectedFile, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("fsync %s: %w", rejectedFile, err)
-	}
-	return f.Close()
+// entryMessage is the message of a spooled record.
+func entryMessage(e Entry) sink.Message {
+	return sink.Message{SourceID: e.SourceID, ID: idOfPayload(e.Payload), Value: e.Payload}
 }
 
 func idOfPayload(p []byte) string {
@@ -407,9 +387,9 @@ func idOfPayload(p []byte) string {
 }
 
 // State returns broker state and spool figures.
-func (s *SpoolingSink) State() SpoolingState {
+func (s *Sink) State() State {
 	st := s.spool.Stats()
-	out := SpoolingState{BrokerUp: s.up.Load(), SpoolRecords: st.Records, SpoolBytes: st.Bytes,
+	out := State{BrokerUp: s.up.Load(), SpoolRecords: st.Records, SpoolBytes: st.Bytes,
 		Dropped: st.Dropped, Damaged: st.Damaged, Rejected: s.rejected.Load(), LastError: s.lastErr.Load().(string)}
 	if !st.OldestUnsent.IsZero() {
 		out.OldestUnsentAge = time.Since(st.OldestUnsent)
@@ -419,7 +399,7 @@ func (s *SpoolingSink) State() SpoolingState {
 
 // Flush waits until the spool is empty (every record acknowledged by the
 // broker) or ctx ends.
-func (s *SpoolingSink) Flush(ctx context.Context) error {
+func (s *Sink) Flush(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -441,8 +421,8 @@ func (s *SpoolingSink) Flush(ctx context.Context) error {
 // Close stops accepting writes, tries for up to CloseTimeout to deliver
 // what is spooled, stops the replayer and closes the spool and the Kafka
 // sink. Records still spooled stay on disk and are sent by the next
-// SpoolingSink opened on the same directory.
-func (s *SpoolingSink) Close() error {
+// Sink opened on the same directory.
+func (s *Sink) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
 	defer cancel()
 	return s.CloseContext(ctx)
@@ -451,7 +431,7 @@ func (s *SpoolingSink) Close() error {
 // CloseContext is Close with the time for emptying the spool bounded by ctx
 // instead of CloseTimeout: a cancelled ctx closes at once (on a second
 // interrupt); what is unsent stays on disk for the next start.
-func (s *SpoolingSink) CloseContext(ctx context.Context) error {
+func (s *Sink) CloseContext(ctx context.Context) error {
 	s.writeMu.Lock()
 	if s.closed {
 		s.writeMu.Unlock()
@@ -465,5 +445,5 @@ func (s *SpoolingSink) CloseContext(ctx context.Context) error {
 	}
 	s.stop()
 	<-s.done
-	return errors.Join(s.spool.Close(), s.k.Close())
+	return errors.Join(s.spool.Close(), s.p.Close())
 }

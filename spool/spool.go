@@ -1,7 +1,11 @@
-package sink
+// Package spool keeps Kafka records on disk while the broker does not
+// acknowledge them: a bounded, append-only, CRC-checked log of segment
+// files (Spool), and a sink.Sink (Sink) that sends through a Producer
+// directly while the spool is empty and replays the spool in order
+// otherwise. It knows the broker only through Producer.
+package spool
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,8 +41,8 @@ func (p FullPolicy) String() string {
 	return "block"
 }
 
-// SpoolConfig configures a Spool.
-type SpoolConfig struct {
+// Config configures a Spool.
+type Config struct {
 	// Dir holds the segment files; created when missing. Required.
 	Dir string
 	// MaxBytes bounds the bytes of unsent records. Default 1 GiB.
@@ -53,16 +57,16 @@ type SpoolConfig struct {
 	OnDrop func(sourceID string)
 }
 
-// SpoolItem is one record to spool.
-type SpoolItem struct {
+// Item is one record to spool.
+type Item struct {
 	SourceID string
 	// Live marks a record of a live source: DropOldest may drop it later.
 	Live    bool
 	Payload []byte
 }
 
-// SpoolEntry is an unsent record read back from the spool.
-type SpoolEntry struct {
+// Entry is an unsent record read back from the spool.
+type Entry struct {
 	SourceID string
 	Payload  []byte
 	// Spooled is when the record was appended.
@@ -70,8 +74,8 @@ type SpoolEntry struct {
 	seq     uint64
 }
 
-// SpoolStats is a snapshot of a spool's state.
-type SpoolStats struct {
+// Stats is a snapshot of a spool's state.
+type Stats struct {
 	// Records and Bytes count unsent records (frames, headers included).
 	Records int
 	Bytes   int64
@@ -87,8 +91,8 @@ type SpoolStats struct {
 	Damaged int64
 }
 
-// ErrSpoolClosed is returned by appends after Close.
-var ErrSpoolClosed = errors.New("spool is closed")
+// ErrClosed is returned by appends after Close.
+var ErrClosed = errors.New("spool is closed")
 
 type spoolEntry struct {
 	seq     uint64 // monotonically increasing, never reused within a process
@@ -118,7 +122,7 @@ type segment struct {
 // fatal), and appends go to a new segment. A cursor file records how far
 // the oldest segment has been acknowledged.
 type Spool struct {
-	cfg SpoolConfig
+	cfg Config
 	log zerolog.Logger
 
 	mu       sync.Mutex
@@ -137,9 +141,9 @@ type Spool struct {
 
 const cursorFile = "cursor"
 
-// OpenSpool opens or creates the spool in cfg.Dir and loads the unsent
+// Open opens or creates the spool in cfg.Dir and loads the unsent
 // records of existing segments.
-func OpenSpool(cfg SpoolConfig) (*Spool, error) {
+func Open(cfg Config) (*Spool, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("spool: directory is not set: set the data directory in the config")
 	}
@@ -261,185 +265,15 @@ func (s *Spool) writeCursor(seg uint64, off int64) {
 	_ = os.Rename(tmp, filepath.Join(s.cfg.Dir, cursorFile))
 }
 
-// Append writes items durably, in order. Items whose policy is Block wait
-// for room until ctx ends (then ctx's error is returned and the items not yet
-// appended are not spooled). DropOldest items make room by dropping the
-// oldest unsent live records not being replayed; if that is not enough
-// the item itself is dropped. It returns how many items were dropped.
-func (s *Spool) Append(ctx context.Context, items []SpoolItem, policy FullPolicy) (dropped int, err error) {
-	now := time.Now().UnixNano()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var buf []byte
-	var pend []spoolEntry
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
-		}
-		err := s.writeFrames(buf, pend)
-		buf, pend = buf[:0], pend[:0]
-		return err
-	}
-	for _, it := range items {
-		if s.closed {
-			return dropped, ErrSpoolClosed
-		}
-		if len(it.Payload) > MaxSpoolRecordBytes {
-			return dropped, fmt.Errorf("spool: record of source %q is %d bytes, over the %d byte limit", it.SourceID, len(it.Payload), MaxSpoolRecordBytes)
-		}
-		size := int64(frameHeaderBytes + len(it.Payload))
-		pendingBytes := int64(len(buf))
-		for s.bytes+pendingBytes+size > s.cfg.MaxBytes && !s.closed {
-			if policy == DropOldest {
-				if !s.dropOldestLocked() {
-					break
-				}
-				continue
-			}
-			// Block: make what we have durable, then wait for room.
-			if err := flush(); err != nil {
-				return dropped, err
-			}
-			pendingBytes = 0
-			if s.bytes+size <= s.cfg.MaxBytes || (s.bytes == 0 && len(s.entries) == 0) {
-				break
-			}
-			ch := s.space
-			s.mu.Unlock()
-			select {
-			case <-ch:
-				s.mu.Lock()
-			case <-ctx.Done():
-				s.mu.Lock()
-				return dropped, fmt.Errorf("spool full (%d of %d bytes) while waiting for room: %w", s.bytes, s.cfg.MaxBytes, ctx.Err())
-			}
-		}
-		if s.closed {
-			return dropped, ErrSpoolClosed
-		}
-		if policy == DropOldest && s.bytes+int64(len(buf))+size > s.cfg.MaxBytes {
-			dropped++
-			s.dropped++
-			s.noteDrop(it.SourceID)
-			continue
-		}
-		if len(buf) > 0 && s.needRotate(int64(len(buf))+size) {
-			if err := flush(); err != nil {
-				return dropped, err
-			}
-		}
-		if len(buf) == 0 && s.needRotate(size) {
-			if err := s.rotate(); err != nil {
-				return dropped, err
-			}
-		}
-		seg := s.segs[len(s.segs)-1]
-		pend = append(pend, spoolEntry{seg: seg.id, off: seg.size + int64(len(buf)), size: int(size), source: it.SourceID, live: it.Live, at: now})
-		buf = appendFrame(buf, it.Live, now, it.Payload)
-	}
-	return dropped, flush()
-}
-
-func (s *Spool) needRotate(extra int64) bool {
-	if !s.head || len(s.segs) == 0 {
-		return true
-	}
-	seg := s.segs[len(s.segs)-1]
-	return seg.size > int64(len(segmentMagic)) && seg.size+extra > s.cfg.SegmentBytes
-}
-
-func (s *Spool) rotate() error {
-	var id uint64 = 1
-	if n := len(s.segs); n > 0 {
-		id = s.segs[n-1].id + 1
-	} else if cs, _ := s.readCursor(); cs >= id {
-		id = cs + 1
-	}
-	path := filepath.Join(s.cfg.Dir, segName(id))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return fmt.Errorf("spool: create segment %s: %w", path, err)
-	}
-	if _, err := f.Write([]byte(segmentMagic)); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return fmt.Errorf("spool: write segment %s: %w", path, err)
-	}
-	if d, err := os.Open(s.cfg.Dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	s.segs = append(s.segs, &segment{id: id, f: f, size: int64(len(segmentMagic))})
-	s.disk += int64(len(segmentMagic))
-	s.head = true
-	return nil
-}
-
-func (s *Spool) writeFrames(buf []byte, pend []spoolEntry) error {
-	seg := s.segs[len(s.segs)-1]
-	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
-		// A partial write leaves a torn tail; start a new segment next time.
-		s.head = false
-		return fmt.Errorf("spool: append to %s: %w", seg.f.Name(), err)
-	}
-	if err := seg.f.Sync(); err != nil {
-		s.head = false
-		return fmt.Errorf("spool: fsync %s: %w", seg.f.Name(), err)
-	}
-	seg.size += int64(len(buf))
-	s.disk += int64(len(buf))
-	for _, e := range pend {
-		e.seq = s.nextSeq
-		s.nextSeq++
-		s.entries = append(s.entries, e)
-		s.bytes += int64(e.size)
-		seg.pending++
-	}
-	return nil
-}
-
-// dropOldestLocked drops the oldest live entry that is not in flight.
-func (s *Spool) dropOldestLocked() bool {
-	for i := s.inflight; i < len(s.entries); i++ {
-		e := &s.entries[i]
-		if e.dropped || !e.live {
-			continue
-		}
-		e.dropped = true
-		s.bytes -= int64(e.size)
-		s.dropped++
-		s.noteDrop(e.source)
-		s.segFor(e.seg).pending--
-		s.trimLocked()
-		return true
-	}
-	return false
-}
-
-func (s *Spool) noteDrop(src string) {
-	if s.cfg.OnDrop != nil {
-		s.cfg.OnDrop(src)
-	}
-}
-
-func (s *Spool) segFor(id uint64) *segment {
-	for _, g := range s.segs {
-		if g.id == id {
-			return g
-		}
-	}
-	return &segment{} // unreachable: every entry's segment is open
-}
-
 // Peek returns up to n of the oldest unsent records, reading them from disk
 // and checking their checksums. They stay in the spool until Ack. Records
 // whose bytes went bad on disk since they were appended are reported,
 // dropped and counted in Damaged. Peek must not be called again before Ack
 // (one replayer).
-func (s *Spool) Peek(n int) ([]SpoolEntry, error) {
+func (s *Spool) Peek(n int) ([]Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []SpoolEntry
+	var out []Entry
 	i := 0
 	for ; i < len(s.entries) && len(out) < n; i++ {
 		e := &s.entries[i]
@@ -462,7 +296,7 @@ func (s *Spool) Peek(n int) ([]SpoolEntry, error) {
 			seg.pending--
 			continue
 		}
-		out = append(out, SpoolEntry{SourceID: e.source, Payload: fr.Payload, Spooled: time.Unix(0, fr.UnixNanos), seq: e.seq})
+		out = append(out, Entry{SourceID: e.source, Payload: fr.Payload, Spooled: time.Unix(0, fr.UnixNanos), seq: e.seq})
 	}
 	s.inflight = i
 	return out, nil
@@ -470,7 +304,7 @@ func (s *Spool) Peek(n int) ([]SpoolEntry, error) {
 
 // Ack marks the records returned by the last Peek as delivered and trims
 // segments that hold nothing unsent.
-func (s *Spool) Ack(acked []SpoolEntry) {
+func (s *Spool) Ack(acked []Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(acked) == 0 {
@@ -542,10 +376,10 @@ func (s *Spool) Len() int {
 }
 
 // Stats returns a snapshot of the spool's state.
-func (s *Spool) Stats() SpoolStats {
+func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SpoolStats{Bytes: s.bytes, DiskBytes: s.disk, Dropped: s.dropped, Damaged: s.damaged}
+	st := Stats{Bytes: s.bytes, DiskBytes: s.disk, Dropped: s.dropped, Damaged: s.damaged}
 	for _, e := range s.entries {
 		if e.dropped {
 			continue
@@ -559,7 +393,7 @@ func (s *Spool) Stats() SpoolStats {
 }
 
 // Close closes the segment files; unsent records stay on disk for the next
-// Open. Blocked appends return ErrSpoolClosed.
+// Open. Blocked appends return ErrClosed.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

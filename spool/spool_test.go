@@ -1,4 +1,4 @@
-package sink
+package spool
 
 import (
 	"context"
@@ -13,22 +13,31 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lookout/sink"
 )
 
-func spoolItems(src string, live bool, from, n int) []SpoolItem {
-	out := make([]SpoolItem, n)
+// testRecord is a caption record of source src at second i.
+func testRecord(src string, i int) sink.Record {
+	pts := int64(i) * 1000
+	return sink.Record{SchemaVersion: sink.SchemaVersion, ID: sink.RecordID(src, "", pts, "sha256:test", sink.KindCaption),
+		Kind: sink.KindCaption, SourceID: src, PTSMillis: pts, Caption: fmt.Sprintf("frame %d of %s", i, src)}
+}
+
+func spoolItems(src string, live bool, from, n int) []Item {
+	out := make([]Item, n)
 	for i := range out {
 		b, _ := json.Marshal(testRecord(src, from+i))
-		out[i] = SpoolItem{SourceID: src, Live: live, Payload: b}
+		out[i] = Item{SourceID: src, Live: live, Payload: b}
 	}
 	return out
 }
 
-func captions(t *testing.T, es []SpoolEntry) []string {
+func captions(t *testing.T, es []Entry) []string {
 	t.Helper()
 	out := make([]string, len(es))
 	for i, e := range es {
-		var r Record
+		var r sink.Record
 		if err := json.Unmarshal(e.Payload, &r); err != nil {
 			t.Fatalf("entry %d is not a record: %v", i, err)
 		}
@@ -60,9 +69,9 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-func openTestSpool(t *testing.T, cfg SpoolConfig) *Spool {
+func openTestSpool(t *testing.T, cfg Config) *Spool {
 	t.Helper()
-	s, err := OpenSpool(cfg)
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +81,7 @@ func openTestSpool(t *testing.T, cfg SpoolConfig) *Spool {
 
 func TestSpoolOrderAckAndReopen(t *testing.T) {
 	dir := t.TempDir()
-	cfg := SpoolConfig{Dir: dir, MaxBytes: 1 << 20, SegmentBytes: 4 << 10}
+	cfg := Config{Dir: dir, MaxBytes: 1 << 20, SegmentBytes: 4 << 10}
 	s := openTestSpool(t, cfg)
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
@@ -140,7 +149,7 @@ func lastSegment(t *testing.T, dir string) string {
 
 func TestSpoolTornTailIsSkipped(t *testing.T) {
 	dir := t.TempDir()
-	cfg := SpoolConfig{Dir: dir, MaxBytes: 1 << 20}
+	cfg := Config{Dir: dir, MaxBytes: 1 << 20}
 	s := openTestSpool(t, cfg)
 	if _, err := s.Append(context.Background(), spoolItems("cam1", false, 0, 5), Block); err != nil {
 		t.Fatal(err)
@@ -168,7 +177,7 @@ func TestSpoolTornTailIsSkipped(t *testing.T) {
 
 func TestSpoolGarbageInTheMiddleIsSkipped(t *testing.T) {
 	dir := t.TempDir()
-	cfg := SpoolConfig{Dir: dir, MaxBytes: 1 << 20}
+	cfg := Config{Dir: dir, MaxBytes: 1 << 20}
 	s := openTestSpool(t, cfg)
 	if _, err := s.Append(context.Background(), spoolItems("cam1", false, 0, 6), Block); err != nil {
 		t.Fatal(err)
@@ -214,7 +223,7 @@ func TestSpoolGarbageInTheMiddleIsSkipped(t *testing.T) {
 
 func TestSpoolDamageOnDiskAfterAppendIsSkippedOnRead(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestSpool(t, SpoolConfig{Dir: dir, MaxBytes: 1 << 20})
+	s := openTestSpool(t, Config{Dir: dir, MaxBytes: 1 << 20})
 	if _, err := s.Append(context.Background(), spoolItems("cam1", false, 0, 3), Block); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +246,7 @@ func TestSpoolDamageOnDiskAfterAppendIsSkippedOnRead(t *testing.T) {
 	}
 }
 
-func sizeOf(items []SpoolItem) int64 {
+func sizeOf(items []Item) int64 {
 	var n int64
 	for _, it := range items {
 		n += int64(frameHeaderBytes + len(it.Payload))
@@ -251,7 +260,7 @@ func itemBytes(t *testing.T) int64 {
 
 func TestSpoolFullBlockWaitsForRoom(t *testing.T) {
 	per := itemBytes(t)
-	s := openTestSpool(t, SpoolConfig{Dir: t.TempDir(), MaxBytes: per*4 + per/2})
+	s := openTestSpool(t, Config{Dir: t.TempDir(), MaxBytes: per*4 + per/2})
 	ctx := context.Background()
 	if _, err := s.Append(ctx, spoolItems("cam1", false, 0, 4), Block); err != nil {
 		t.Fatal(err)
@@ -290,7 +299,7 @@ func TestSpoolFullDropOldestDropsLiveOnly(t *testing.T) {
 	dropped := map[string]int{}
 	// Room for exactly the two file and three live records below.
 	max := sizeOf(spoolItems("file", false, 0, 2)) + sizeOf(spoolItems("live", true, 2, 3))
-	s := openTestSpool(t, SpoolConfig{Dir: t.TempDir(), MaxBytes: max, OnDrop: func(src string) { dropped[src]++ }})
+	s := openTestSpool(t, Config{Dir: t.TempDir(), MaxBytes: max, OnDrop: func(src string) { dropped[src]++ }})
 	ctx := context.Background()
 	// Two file records (never dropped), three live ones.
 	if _, err := s.Append(ctx, spoolItems("file", false, 0, 2), Block); err != nil {
@@ -314,7 +323,7 @@ func TestSpoolFullDropOldestDropsLiveOnly(t *testing.T) {
 	}
 	// In a spool full of file records, a new live record is itself dropped
 	// rather than a file record.
-	s2 := openTestSpool(t, SpoolConfig{Dir: t.TempDir(), MaxBytes: sizeOf(spoolItems("file", false, 0, 2))})
+	s2 := openTestSpool(t, Config{Dir: t.TempDir(), MaxBytes: sizeOf(spoolItems("file", false, 0, 2))})
 	if _, err := s2.Append(ctx, spoolItems("file", false, 0, 2), Block); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +336,7 @@ func TestSpoolFullDropOldestDropsLiveOnly(t *testing.T) {
 	}
 }
 
-func mustPeek(t *testing.T, s *Spool, n int) []SpoolEntry {
+func mustPeek(t *testing.T, s *Spool, n int) []Entry {
 	t.Helper()
 	es, err := s.Peek(n)
 	if err != nil {
@@ -337,21 +346,21 @@ func mustPeek(t *testing.T, s *Spool, n int) []SpoolEntry {
 }
 
 func TestSpoolRejectsBadConfigAndOversizedRecords(t *testing.T) {
-	if _, err := OpenSpool(SpoolConfig{}); err == nil {
+	if _, err := Open(Config{}); err == nil {
 		t.Fatal("empty dir accepted")
 	}
 	file := filepath.Join(t.TempDir(), "f")
 	_ = os.WriteFile(file, nil, 0o640)
-	if _, err := OpenSpool(SpoolConfig{Dir: filepath.Join(file, "sub")}); err == nil {
+	if _, err := Open(Config{Dir: filepath.Join(file, "sub")}); err == nil {
 		t.Fatal("dir under a file accepted")
 	}
-	s := openTestSpool(t, SpoolConfig{Dir: t.TempDir()})
-	big := SpoolItem{SourceID: "x", Payload: make([]byte, MaxSpoolRecordBytes+1)}
-	if _, err := s.Append(context.Background(), []SpoolItem{big}, Block); err == nil {
+	s := openTestSpool(t, Config{Dir: t.TempDir()})
+	big := Item{SourceID: "x", Payload: make([]byte, MaxRecordBytes+1)}
+	if _, err := s.Append(context.Background(), []Item{big}, Block); err == nil {
 		t.Fatal("oversized record accepted")
 	}
 	_ = s.Close()
-	if _, err := s.Append(context.Background(), spoolItems("x", false, 0, 1), Block); !errors.Is(err, ErrSpoolClosed) {
+	if _, err := s.Append(context.Background(), spoolItems("x", false, 0, 1), Block); !errors.Is(err, ErrClosed) {
 		t.Fatalf("append after close: %v", err)
 	}
 }
@@ -361,7 +370,7 @@ func TestSpoolRejectsBadConfigAndOversizedRecords(t *testing.T) {
 func BenchmarkSpoolAppend(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
-			s, err := OpenSpool(SpoolConfig{Dir: b.TempDir(), MaxBytes: 1 << 40})
+			s, err := Open(Config{Dir: b.TempDir(), MaxBytes: 1 << 40})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -392,7 +401,7 @@ func TestSpoolDiskFull(t *testing.T) {
 		t.Fatalf("mount a 256 KiB tmpfs on %s: %v: %s", dir, err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
-	cfg := SpoolConfig{Dir: dir, MaxBytes: 64 << 20, SegmentBytes: 32 << 10} // the byte cap is far above the disk
+	cfg := Config{Dir: dir, MaxBytes: 64 << 20, SegmentBytes: 32 << 10} // the byte cap is far above the disk
 	s := openTestSpool(t, cfg)
 	ctx := context.Background()
 	appended := 0
@@ -428,7 +437,7 @@ func TestSpoolDiskFull(t *testing.T) {
 	}
 	kept := len(es) - half
 	// A restart without Close: every unacknowledged record is back, in order, then the new ones.
-	s2, err := OpenSpool(cfg)
+	s2, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("reopen after ENOSPC: %v", err)
 	}
