@@ -108,6 +108,9 @@ const (
 	DefaultRestartJitter     = 0.2
 	DefaultLogInterval       = 5 * time.Second
 	DefaultSourceGrace       = 10 * time.Second
+	// DefaultHeartbeat is Emit.Heartbeat's value where a caller leaves it
+	// unset (the service, lookout caption); 0 itself means no heartbeats.
+	DefaultHeartbeat = time.Minute
 )
 
 // Validate reports every invalid field of c, naming it. Zero values are

@@ -106,24 +106,33 @@ func (c KafkaConfig) MarshalZerologObject(e *zerolog.Event) {
 		Str("sasl_mechanism", c.SASL.Mechanism).Str("sasl_user", c.SASL.Username)
 }
 
+// Defaults of KafkaConfig.
+const (
+	DefaultBatchSize     = 100
+	DefaultBatchTimeout  = 10 * time.Millisecond
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultMaxAttempts   = 3
+	DefaultErrorInterval = 10 * time.Second
+)
+
 func (c *KafkaConfig) applyDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = nopMetrics{}
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 100
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = 10 * time.Millisecond
+		c.BatchTimeout = DefaultBatchTimeout
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 3
+		c.MaxAttempts = DefaultMaxAttempts
 	}
 	if c.ErrorInterval <= 0 {
-		c.ErrorInterval = 10 * time.Second
+		c.ErrorInterval = DefaultErrorInterval
 	}
 }
 

@@ -53,6 +53,13 @@ func (nopMetrics) Spooled(string, int)  {}
 func (nopMetrics) Dropped(string, int)  {}
 func (nopMetrics) Rejected(string, int) {}
 
+// Defaults of SinkConfig.
+const (
+	DefaultRetryInterval    = 250 * time.Millisecond
+	DefaultMaxRetryInterval = 5 * time.Second
+	DefaultCloseTimeout     = 10 * time.Second
+)
+
 // SinkConfig configures a Sink.
 type SinkConfig struct {
 	// Spool configures the disk spool. Spool.Dir is required; Spool.Logger
@@ -147,16 +154,16 @@ func NewSink(p Producer, cfg SinkConfig) (*Sink, error) {
 	}
 	cfg.SendTimeout = max(cfg.SendTimeout, p.AttemptTimeout())
 	if cfg.RetryInterval <= 0 {
-		cfg.RetryInterval = 250 * time.Millisecond
+		cfg.RetryInterval = DefaultRetryInterval
 	}
 	if cfg.MaxRetryInterval <= 0 {
-		cfg.MaxRetryInterval = 5 * time.Second
+		cfg.MaxRetryInterval = DefaultMaxRetryInterval
 	}
 	if cfg.ReplayBatch <= 0 || cfg.ReplayBatch > p.MaxBatch() {
 		cfg.ReplayBatch = p.MaxBatch()
 	}
 	if cfg.CloseTimeout <= 0 {
-		cfg.CloseTimeout = 10 * time.Second
+		cfg.CloseTimeout = DefaultCloseTimeout
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = func(string) FullPolicy { return Block }

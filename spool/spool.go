@@ -41,6 +41,9 @@ func (p FullPolicy) String() string {
 	return "block"
 }
 
+// DefaultMaxBytes is Config.MaxBytes's default: 1 GiB of unsent records.
+const DefaultMaxBytes = 1 << 30
+
 // Config configures a Spool.
 type Config struct {
 	// Dir holds the segment files; created when missing. Required.
@@ -148,7 +151,7 @@ func Open(cfg Config) (*Spool, error) {
 		return nil, errors.New("spool: directory is not set: set the data directory in the config")
 	}
 	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 1 << 30
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.SegmentBytes <= 0 {
 		cfg.SegmentBytes = min(max(cfg.MaxBytes/16, 64<<10), 64<<20)

@@ -20,6 +20,7 @@ import (
 	"lookout/ingest"
 	"lookout/internal/config"
 	"lookout/internal/service"
+	"lookout/pipeline"
 )
 
 func newCaptionCmd() *cobra.Command {
@@ -139,16 +140,16 @@ playable MP4, whole JSONL lines) and exits 130; a second signal exits at once.`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&every, "every", time.Second, "caption one frame per interval of video time")
+	f.DurationVar(&every, "every", config.DefaultEvery, "caption one frame per interval of video time")
 	f.Float64Var(&fps, "fps", 0, "caption N frames per second of video time instead of --every")
-	f.StringVar(&modelDir, "model", "models/demo", "model folder (optimum image-to-text-with-past layout, or Florence-2 in onnx-community's layout)")
+	f.StringVar(&modelDir, "model", config.DefaultModelDir, "model folder (optimum image-to-text-with-past layout, or Florence-2 in onnx-community's layout)")
 	f.StringVar(&task, "task", "", "Florence-2 task: <CAPTION> (default), <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD> (records get objects), <OCR> (records get ocr)")
 	f.StringVarP(&out, "out", "o", "-", "JSONL output file, - for stdout (replaced at the end of the run; see --append)")
 	f.BoolVar(&appendOut, "append", false, "append to --out instead of replacing it")
 	f.StringVar(&video, "video", "", "also write an annotated MP4 with the captions drawn on the sampled frames")
 	f.BoolVar(&realtime, "realtime", false, "pace replays at native speed")
 	f.StringVar(&emit, "emit", "every", "every (one record per sampled frame) or changes (only when the caption changes, plus heartbeats)")
-	f.DurationVar(&heartbeat, "heartbeat", time.Minute, "with --emit changes: repeat the current caption after this much video time without a record (0s: never)")
+	f.DurationVar(&heartbeat, "heartbeat", pipeline.DefaultHeartbeat, "with --emit changes: repeat the current caption after this much video time without a record (0s: never)")
 	f.Float64Var(&gate, "gate", 0, "skip captioning frames that differ from the last captioned one by less than this many grey levels (0: off; 3 suits still cameras)")
 	f.StringVar(&decode, "decode", "auto", "all, keyframes or auto: auto decodes keyframes only when the keyframe interval is within the sampling interval")
 	f.IntVar(&maxBatch, "max-batch", 8, "largest batch of frames per model call")

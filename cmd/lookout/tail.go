@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"lookout/internal/config"
 	"lookout/internal/tail"
 	"lookout/sink"
 )
@@ -51,7 +52,7 @@ appeared, or when Kafka cannot be reached.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.Brokers, "brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers, host:port, comma-separated")
-	f.StringVar(&o.Topic, "topic", "lookout.captions", "topic to read")
+	f.StringVar(&o.Topic, "topic", config.DefaultTopic, "topic to read")
 	f.StringVar(&o.Group, "group", "", "consumer group to join (default: none, read every partition directly)")
 	f.BoolVar(&o.FromBeginning, "from-beginning", false, "start at the oldest record instead of the newest")
 	f.IntVar(&o.Count, "count", 0, "exit after this many records (0: no limit); with the summary format, values that are not records are reported and not counted")

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -265,22 +264,6 @@ type Video struct {
 	Path string `yaml:"path"`
 }
 
-// Default returns the configuration used when a field is not set.
-func Default() Config {
-	return Config{
-		DataDir:  "lookout-data",
-		Log:      Log{Level: "info", Format: "auto"},
-		HTTP:     HTTP{Listen: "127.0.0.1:9464"},
-		Model:    Model{Dir: "models/demo", Provider: "cpu", Decoder: "auto", Resize: "exact", GraphOptimization: "all"},
-		Pipeline: Pipeline{MaxBatch: 8, MaxWait: 50 * time.Millisecond, Workers: 0, QueueSize: 4},
-		Sinks: Sinks{Kafka: Kafka{
-			Brokers: []string{"127.0.0.1:9092"}, Topic: "lookout.captions", AlertsTopic: "lookout.alerts", Compression: "lz4",
-			BatchSize: 100, BatchTimeout: 10 * time.Millisecond, SpoolMaxBytes: 1 << 30,
-		}},
-		Cluster: defaultCluster(),
-	}
-}
-
 // Load reads, expands, defaults and validates a YAML file. Errors name the
 // file and the line: "site.yaml:6: sources[0]: unknown field ...", one
 // distinct mistake per line.
@@ -346,7 +329,7 @@ func parse(name string, b []byte, getenv func(string) string) (Config, error) {
 	}
 	for i := range c.Sources {
 		if c.Sources[i].Every == 0 && c.Sources[i].FPS == 0 {
-			c.Sources[i].Every = time.Second
+			c.Sources[i].Every = DefaultEvery
 		}
 	}
 	var errs []*FieldError
@@ -456,216 +439,6 @@ func (c *Config) resolvePaths(dir string) {
 // which are not relative paths.
 var uriScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 
-var sourceID = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-
-// Validate checks every field and names the first bad one, placed in its
-// file when c came from Load: "site.yaml:9: sources[1].id: ...".
-func (c Config) Validate() error {
-	if ps := c.problems(); len(ps) > 0 {
-		return c.placed(ps[0])
-	}
-	return nil
-}
-
-// problem is one invalid field value.
-type problem struct {
-	field, msg string
-	// other is the field a conflict is with, e.g. the first source of a
-	// duplicate id; the message adds its line, or its path when unplaced.
-	other string
-}
-
-// problems lists every invalid field value in field order.
-func (c Config) problems() []problem {
-	var errs []problem
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, problem{field: field, msg: fmt.Sprintf(format, args...)})
-	}
-	switch c.Log.Level {
-	case "trace", "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not one of trace, debug, info, warn, error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "json", "console", "auto":
-	default:
-		bad("log.format", "%q is not one of json, console, auto", c.Log.Format)
-	}
-	if c.HTTP.Listen != "" {
-		host, _, err := net.SplitHostPort(c.HTTP.Listen)
-		if err != nil {
-			bad("http.listen", "%q is not host:port", c.HTTP.Listen)
-		} else if !isLoopback(host) && c.HTTP.Token == "" {
-			bad("http.token", "required when http.listen (%s) is not a loopback address; set it or LOOKOUT_HTTP_TOKEN", c.HTTP.Listen)
-		}
-	}
-	if c.Model.Dir == "" {
-		bad("model.dir", "must name a model folder")
-	}
-	switch c.Model.Provider {
-	case "cpu", "cuda", "tensorrt":
-	default:
-		bad("model.provider", "%q is not one of cpu, cuda, tensorrt", c.Model.Provider)
-	}
-	switch c.Model.Decoder {
-	case "auto", "merged", "split":
-	default:
-		bad("model.decoder", "%q is not one of auto, merged, split", c.Model.Decoder)
-	}
-	if !knownTask(c.Model.Task) {
-		bad("model.task", "%q is not one of %s", c.Model.Task, florenceTasks)
-	}
-	switch c.Model.Resize {
-	case "exact", "fast":
-	default:
-		bad("model.resize", "%q is not one of exact, fast", c.Model.Resize)
-	}
-	switch c.Model.GraphOptimization {
-	case "all", "extended", "basic", "disable":
-	default:
-		bad("model.graph_optimization", "%q is not one of all, extended, basic, disable", c.Model.GraphOptimization)
-	}
-	if c.Model.IntraOpThreads < 0 || c.Model.InterOpThreads < 0 {
-		bad("model.intra_op_threads", "thread counts must be >= 0")
-	}
-	g := c.Model.Generation
-	if g.NumBeams != nil && *g.NumBeams < 1 {
-		bad("model.generation.num_beams", "must be >= 1, got %d", *g.NumBeams)
-	}
-	if g.MaxNewTokens != nil && *g.MaxNewTokens < 1 {
-		bad("model.generation.max_new_tokens", "must be >= 1, got %d", *g.MaxNewTokens)
-	}
-	if g.RepetitionPenalty != nil && *g.RepetitionPenalty <= 0 {
-		bad("model.generation.repetition_penalty", "must be > 0, got %g", *g.RepetitionPenalty)
-	}
-	if g.EarlyStopping != nil {
-		switch *g.EarlyStopping {
-		case "true", "false", "never":
-		default:
-			bad("model.generation.early_stopping", "%q is not one of true, false, never", *g.EarlyStopping)
-		}
-	}
-	p := c.Pipeline
-	if p.MaxBatch < 1 || p.MaxBatch > 256 {
-		bad("pipeline.max_batch", "must be between 1 and 256, got %d", p.MaxBatch)
-	}
-	if p.MaxWait < 0 {
-		bad("pipeline.max_wait", "must be >= 0, got %s", p.MaxWait)
-	}
-	if p.Workers < 0 || p.Workers > 64 {
-		bad("pipeline.workers", "must be between 1 and 64 (0: one per core), got %d", p.Workers)
-	}
-	if p.QueueSize < 1 {
-		bad("pipeline.queue_size", "must be >= 1, got %d", p.QueueSize)
-	}
-	seen := map[string]int{}
-	for i, s := range c.Sources {
-		f := fmt.Sprintf("sources[%d]", i)
-		if !sourceID.MatchString(s.ID) {
-			bad(f+".id", "%q must be non-empty and use only letters, digits, '.', '_' and '-'", s.ID)
-		} else if j, dup := seen[s.ID]; dup {
-			errs = append(errs, problem{field: f + ".id", msg: fmt.Sprintf("%q is used by another source", s.ID), other: fmt.Sprintf("sources[%d].id", j)})
-		} else {
-			seen[s.ID] = i
-		}
-		if strings.TrimSpace(s.URI) == "" {
-			bad(f+".uri", "must be set (file path, rtsp://, device://N or synth://)")
-		}
-		if s.Every < 0 {
-			bad(f+".every", "must be > 0, got %s", s.Every)
-		}
-		if s.FPS < 0 || s.FPS > 240 {
-			bad(f+".fps", "must be between 0 and 240, got %g", s.FPS)
-		}
-		if s.Every > 0 && s.FPS > 0 {
-			bad(f+".every", "set either every or fps, not both")
-		}
-		switch s.Decode {
-		case "", "all", "keyframes", "auto":
-		default:
-			bad(f+".decode", "%q is not one of all, keyframes, auto", s.Decode)
-		}
-		switch s.Emit {
-		case "", "every", "changes":
-		default:
-			bad(f+".emit", "%q is not one of every, changes", s.Emit)
-		}
-		if !knownTask(s.Task) {
-			bad(f+".task", "%q is not one of %s", s.Task, florenceTasks)
-		}
-		if s.Heartbeat != nil && *s.Heartbeat < 0 {
-			bad(f+".heartbeat", "must be >= 0 (0s: no heartbeats), got %s", *s.Heartbeat)
-		}
-		if s.Heartbeat != nil && s.Emit != "changes" {
-			bad(f+".heartbeat", "only applies with emit: changes")
-		}
-		if s.Gate.Threshold < 0 || s.Gate.Threshold > 255 {
-			bad(f+".gate.threshold", "must be between 0 and 255 grey levels, got %g", s.Gate.Threshold)
-		}
-		if s.Gate.MaxInterval < 0 {
-			bad(f+".gate.max_interval", "must be >= 0, got %s", s.Gate.MaxInterval)
-		}
-		if s.Weight < 0 || s.Weight > 100 {
-			bad(f+".weight", "must be between 1 and 100 (0: the default 1), got %d", s.Weight)
-		}
-	}
-	errs = append(errs, c.clusterProblems()...)
-	k := c.Sinks.Kafka
-	if k.Enabled {
-		if len(k.Brokers) == 0 {
-			bad("sinks.kafka.brokers", "must list at least one host:port")
-		}
-		for _, b := range k.Brokers {
-			if _, _, err := net.SplitHostPort(b); err != nil {
-				bad("sinks.kafka.brokers", "%q is not host:port", b)
-			}
-		}
-		if k.Topic == "" {
-			bad("sinks.kafka.topic", "must be set")
-		}
-		if k.AlertsTopic == "" {
-			bad("sinks.kafka.alerts_topic", "must be set")
-		} else if k.AlertsTopic == k.Topic {
-			bad("sinks.kafka.alerts_topic", "%q is also sinks.kafka.topic: alerts need a topic of their own", k.AlertsTopic)
-		}
-		switch k.Compression {
-		case "none", "gzip", "snappy", "lz4", "zstd":
-		default:
-			bad("sinks.kafka.compression", "%q is not one of none, gzip, snappy, lz4, zstd", k.Compression)
-		}
-		if k.BatchSize < 1 {
-			bad("sinks.kafka.batch_size", "must be >= 1, got %d", k.BatchSize)
-		}
-		if k.SpoolMaxBytes < 1<<20 {
-			bad("sinks.kafka.spool_max_bytes", "must be at least 1 MiB, got %d", k.SpoolMaxBytes)
-		}
-		switch k.SASL.Mechanism {
-		case "":
-		case "plain", "scram-sha-256", "scram-sha-512":
-			if k.SASL.Username == "" {
-				bad("sinks.kafka.sasl.username", "required with mechanism %s", k.SASL.Mechanism)
-			}
-			if k.SASL.Password == "" && k.SASL.PasswordFile == "" {
-				bad("sinks.kafka.sasl.password", "required with mechanism %s; set password_file or LOOKOUT_KAFKA_PASSWORD", k.SASL.Mechanism)
-			}
-		default:
-			bad("sinks.kafka.sasl.mechanism", "%q is not one of plain, scram-sha-256, scram-sha-512", k.SASL.Mechanism)
-		}
-	}
-	if !k.Enabled && c.Sinks.JSONL.Path == "" && c.Sinks.Video.Path == "" {
-		bad("sinks", "enable at least one of kafka, jsonl, video")
-	}
-	return append(errs, c.ruleProblems()...)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // ParseSource decodes one source given as YAML or JSON (the body of POST
 // /sources), e.g. {"id":"cam2","uri":"rtsp://host/x","every":"1s"}, applies
 // the sampling default and validates it. Errors read like the config file's,
@@ -678,7 +451,7 @@ func ParseSource(b []byte) (Source, error) {
 		return Source{}, prefixed{"source: ", err}
 	}
 	if s.Every == 0 && s.FPS == 0 {
-		s.Every = time.Second
+		s.Every = DefaultEvery
 	}
 	c := Default()
 	c.Sources = []Source{s}
@@ -705,15 +478,3 @@ func (p prefixed) Error() string {
 }
 
 func (p prefixed) Unwrap() error { return p.err }
-
-// florenceTasks are the Florence-2 task tokens model.task and sources[].task
-// take (inference.Tasks; config imports no lookout package).
-const florenceTasks = "<CAPTION>, <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OD>, <OCR>"
-
-func knownTask(t string) bool {
-	switch t {
-	case "", "<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OD>", "<OCR>":
-		return true
-	}
-	return false
-}

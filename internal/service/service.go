@@ -329,7 +329,7 @@ func (s *Service) desired(src config.Source) (pipeline.Desired, error) {
 	}
 	emit := pipeline.Emit{Changes: src.Emit == "changes"}
 	if emit.Changes {
-		emit.Heartbeat = time.Minute
+		emit.Heartbeat = pipeline.DefaultHeartbeat
 		if src.Heartbeat != nil {
 			emit.Heartbeat = *src.Heartbeat
 		}
