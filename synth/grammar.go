@@ -1,5 +1,7 @@
 // Package synth renders procedural video scenes whose true caption is known
-// for every frame, and scores predicted captions against that truth.
+// for every frame: what the live synth:// source shows. Clips, training
+// datasets and scoring against the truth are in synth/corpus, which the live
+// path does not import.
 //
 // Two domains exist: Driving (an ego view of a three-lane road) and
 // Surveillance (a fixed camera over a parking lot or a corridor). Each frame's

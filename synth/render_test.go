@@ -88,7 +88,7 @@ func TestTimeline(t *testing.T) {
 		prev := time.Duration(0)
 		place := sc.SlotsAt(0)["place"]
 		for _, ch := range changes {
-			if seg := ch - prev; seg < minSegment || seg > maxSegment {
+			if seg := ch - prev; seg < DefaultMinHold || seg > DefaultMaxHold {
 				t.Errorf("%s: segment %v..%v lasts %v", d, prev, ch, seg)
 			}
 			before, after := sc.SlotsAt(ch-time.Millisecond), sc.SlotsAt(ch)

@@ -11,10 +11,11 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// Segment lengths of a Scene's timeline.
+// Default segment lengths of a Scene's timeline (NewSceneHolding sets
+// others).
 const (
-	minSegment = 2 * time.Second
-	maxSegment = 8 * time.Second
+	DefaultMinHold = 2 * time.Second
+	DefaultMaxHold = 8 * time.Second
 )
 
 // Scene is a deterministic timeline of content states for one domain: the
@@ -46,7 +47,7 @@ type segment struct {
 // NewScene returns the scene of domain d for seed; equal (d, seed) give
 // identical scenes.
 func NewScene(d Domain, seed int64) (*Scene, error) {
-	return NewSceneHolding(d, seed, minSegment, maxSegment)
+	return NewSceneHolding(d, seed, DefaultMinHold, DefaultMaxHold)
 }
 
 // NewSceneHolding is NewScene with the content held for minHold to maxHold

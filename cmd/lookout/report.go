@@ -6,14 +6,14 @@ import (
 	"path/filepath"
 
 	"lookout/internal/report"
-	"lookout/synth"
+	"lookout/synth/corpus"
 )
 
 // captionReport is caption's --report: the records and thumbnails collected
 // during the run, written as one HTML file at the end.
 type captionReport struct {
 	path      string
-	truth     []synth.TruthLine
+	truth     []corpus.TruthLine
 	inputs    []string
 	collector *report.Collector
 }
@@ -31,7 +31,7 @@ func newCaptionReport(path, truthPath string, inputs []string) (*captionReport, 
 		if len(inputs) != 1 {
 			return nil, usagef("caption: --truth scores one input, got %d", len(inputs))
 		}
-		truth, err := synth.ReadTruthFile(truthPath)
+		truth, err := corpus.ReadTruthFile(truthPath)
 		if err != nil {
 			return nil, usagef("caption: --truth: %w", err)
 		}

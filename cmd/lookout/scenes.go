@@ -15,6 +15,7 @@ import (
 
 	"lookout/internal/config"
 	"lookout/synth"
+	"lookout/synth/corpus"
 )
 
 // newScenesCmd groups the synthetic-scene tools: rendering clips with their
@@ -67,7 +68,7 @@ func newScenesVideoCmd() *cobra.Command {
 			if w%2 != 0 || h%2 != 0 {
 				return usagef("--size %s: H.264 needs even sides", size)
 			}
-			if err := checkWritableFile(synth.TruthPath(out)); err != nil {
+			if err := checkWritableFile(corpus.TruthPath(out)); err != nil {
 				return usagef("--out: %w", err)
 			}
 			if err := checkWritableFile(out); err != nil {
@@ -77,18 +78,18 @@ func newScenesVideoCmd() *cobra.Command {
 			if err != nil {
 				return usagef("--hold %s: %v", hold, err)
 			}
-			opts := synth.VideoOptions{Domain: d, Seed: seed, Duration: duration, Width: w, Height: h, FPS: fps, Out: out,
+			opts := corpus.VideoOptions{Domain: d, Seed: seed, Duration: duration, Width: w, Height: h, FPS: fps, Out: out,
 				MinHold: minHold, MaxHold: maxHold}
 			if script != "" {
 				if opts.Script, err = readScript(script, d, seed); err != nil {
 					return usageError{err}
 				}
 			}
-			bar := newSceneBar(cmd.ErrOrStderr(), synth.FrameCount(duration, fps), "rendering "+filepath.Base(out))
+			bar := newSceneBar(cmd.ErrOrStderr(), corpus.FrameCount(duration, fps), "rendering "+filepath.Base(out))
 			if bar != nil {
 				opts.Progress = func(done, _ int) { _ = bar.Set(done) }
 			}
-			n, err := synth.WriteVideo(opts)
+			n, err := corpus.WriteVideo(opts)
 			if bar != nil {
 				_ = bar.Finish()
 				fmt.Fprintln(cmd.ErrOrStderr())
@@ -96,7 +97,7 @@ func newScenesVideoCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("scenes video: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s (%d frames, %dx%d, %g fps)\n", out, synth.TruthPath(out), n, w, h, fps)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s (%d frames, %dx%d, %g fps)\n", out, corpus.TruthPath(out), n, w, h, fps)
 			return nil
 		},
 	}
@@ -191,14 +192,14 @@ func newScenesDatasetCmd() *cobra.Command {
 			if err := os.MkdirAll(filepath.Join(out, "images"), 0o755); err != nil {
 				return usagef("--out: cannot create the dataset folder: %w", err)
 			}
-			opts := synth.DatasetOptions{Domains: domains, N: n, Seed: seed, Width: w, Height: h,
+			opts := corpus.DatasetOptions{Domains: domains, N: n, Seed: seed, Width: w, Height: h,
 				StoreWidth: sw, StoreHeight: sh, H264: h264, Out: out}
 			bar := newSceneBar(cmd.ErrOrStderr(), n, "samples")
 			if bar != nil {
 				opts.Progress = func(done, _ int) { _ = bar.Set(done) }
 			}
 			start := time.Now()
-			err = synth.WriteDataset(opts)
+			err = corpus.WriteDataset(opts)
 			if bar != nil {
 				_ = bar.Finish()
 				fmt.Fprintln(cmd.ErrOrStderr())
@@ -231,18 +232,18 @@ func newScenesScoreCmd() *cobra.Command {
 			if truthPath == "" || capPath == "" {
 				return usagef("--truth and --captions are both required")
 			}
-			truth, err := synth.ReadTruthFile(truthPath)
+			truth, err := corpus.ReadTruthFile(truthPath)
 			if err != nil {
 				return usagef("--truth: %w", err)
 			}
 			if len(truth) == 0 {
 				return usagef("--truth: %s holds no truth lines", truthPath)
 			}
-			caps, err := synth.ReadCaptionsFile(capPath)
+			caps, err := corpus.ReadCaptionsFile(capPath)
 			if err != nil {
 				return usagef("--captions: %w", err)
 			}
-			r := synth.Score(truth, caps)
+			r := corpus.Score(truth, caps)
 			w := cmd.OutOrStdout()
 			for _, s := range r.Slots {
 				fmt.Fprintf(w, "slot %s.%s accuracy=%.3f (%d/%d)\n", s.Domain, s.Name, s.Accuracy, s.Correct, s.Total)
@@ -263,13 +264,13 @@ func newScenesScoreCmd() *cobra.Command {
 	return cmd
 }
 
-// parseSceneSize parses "WxH" with positive sides up to synth.MaxSide.
+// parseSceneSize parses "WxH" with positive sides up to corpus.MaxSide.
 func parseSceneSize(s string) (int, int, error) {
 	ws, hs, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
 	w, errW := strconv.Atoi(ws)
 	h, errH := strconv.Atoi(hs)
-	if !ok || errW != nil || errH != nil || w <= 0 || h <= 0 || w > synth.MaxSide || h > synth.MaxSide {
-		return 0, 0, fmt.Errorf("%q is not a size: want WxH with sides in 1..%d, e.g. 1280x720", s, synth.MaxSide)
+	if !ok || errW != nil || errH != nil || w <= 0 || h <= 0 || w > corpus.MaxSide || h > corpus.MaxSide {
+		return 0, 0, fmt.Errorf("%q is not a size: want WxH with sides in 1..%d, e.g. 1280x720", s, corpus.MaxSide)
 	}
 	return w, h, nil
 }

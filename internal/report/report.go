@@ -20,7 +20,7 @@ import (
 
 	"lookout/internal/now"
 	"lookout/sink"
-	"lookout/synth"
+	"lookout/synth/corpus"
 )
 
 //go:embed report.html.tmpl
@@ -80,7 +80,7 @@ type Options struct {
 	Inputs []string
 	// Truth, when set, is the clip's truth (scenes video): caption records
 	// that differ from it are marked. Only with one source.
-	Truth []synth.TruthLine
+	Truth []corpus.TruthLine
 	// Generated is the time printed in the footer. Default: now.
 	Generated time.Time
 }
@@ -164,10 +164,10 @@ func (c *Collector) WriteHTML(w io.Writer, opt Options) (Summary, error) {
 
 // timeline orders one source's records by pts (records of one frame keep
 // their order: a gap before the caption after it) and marks mismatches.
-func timeline(id string, recs []sink.Record, thumbs map[key][]byte, truth []synth.TruthLine) Timeline {
+func timeline(id string, recs []sink.Record, thumbs map[key][]byte, truth []corpus.TruthLine) Timeline {
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].PTSMillis < recs[j].PTSMillis })
 	tl := Timeline{Source: id}
-	var caps []synth.CaptionLine
+	var caps []corpus.CaptionLine
 	var capIdx []int
 	for _, r := range recs {
 		e := Entry{Rec: r}
@@ -180,7 +180,7 @@ func timeline(id string, recs []sink.Record, thumbs map[key][]byte, truth []synt
 			tl.Gaps++
 		case sink.KindCaption:
 			tl.Captions++
-			caps = append(caps, synth.CaptionLine{PTSMs: r.PTSMillis, Caption: r.Caption})
+			caps = append(caps, corpus.CaptionLine{PTSMs: r.PTSMillis, Caption: r.Caption})
 			capIdx = append(capIdx, len(tl.Entries))
 		}
 		if b, ok := thumbs[key{r.SourceID, r.Run, r.PTSMillis}]; ok && r.Kind != sink.KindGap {
@@ -190,14 +190,14 @@ func timeline(id string, recs []sink.Record, thumbs map[key][]byte, truth []synt
 		tl.Entries = append(tl.Entries, e)
 	}
 	if len(truth) > 0 {
-		for ci, ti := range synth.MatchTruth(truth, caps) {
+		for ci, ti := range corpus.MatchTruth(truth, caps) {
 			e := &tl.Entries[capIdx[ci]]
 			if ti < 0 {
 				tl.Unscored++
 				continue
 			}
 			e.Scored, e.Truth = true, truth[ti].Caption
-			e.Mismatch = synth.Mismatch(e.Rec.Caption, e.Truth)
+			e.Mismatch = corpus.Mismatch(e.Rec.Caption, e.Truth)
 			tl.Scored++
 			if e.Mismatch {
 				tl.Mismatches++

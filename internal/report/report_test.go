@@ -12,7 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"lookout/sink"
-	"lookout/synth"
+	"lookout/synth/corpus"
 )
 
 func TestReportTimelineTruthAndGaps(t *testing.T) {
@@ -36,7 +36,7 @@ func TestReportTimelineTruthAndGaps(t *testing.T) {
 	if err := c.Write(context.Background(), recs); err != nil {
 		t.Fatal(err)
 	}
-	truth := []synth.TruthLine{{PTSMs: 0, Caption: "a car"}, {PTSMs: 1000, Caption: "a car"}, {PTSMs: 2000, Caption: "a bus"}}
+	truth := []corpus.TruthLine{{PTSMs: 0, Caption: "a car"}, {PTSMs: 1000, Caption: "a car"}, {PTSMs: 2000, Caption: "a bus"}}
 	var buf bytes.Buffer
 	sum, err := c.WriteHTML(&buf, Options{Inputs: []string{"clip.mp4"}, Truth: truth, Generated: time.Unix(0, 0)})
 	if err != nil {
@@ -45,13 +45,13 @@ func TestReportTimelineTruthAndGaps(t *testing.T) {
 	if sum != (Summary{Captions: 3, Thumbnails: 3, Gaps: 1, Scored: 3, Mismatches: 1}) {
 		t.Errorf("summary %+v", sum)
 	}
-	caps := make([]synth.CaptionLine, 0, 3)
+	caps := make([]corpus.CaptionLine, 0, 3)
 	for _, r := range recs {
 		if r.Kind == sink.KindCaption {
-			caps = append(caps, synth.CaptionLine{PTSMs: r.PTSMillis, Caption: r.Caption})
+			caps = append(caps, corpus.CaptionLine{PTSMs: r.PTSMillis, Caption: r.Caption})
 		}
 	}
-	if s := synth.Score(truth, caps); s.Mismatched != sum.Mismatches {
+	if s := corpus.Score(truth, caps); s.Mismatched != sum.Mismatches {
 		t.Errorf("report marks %d, Score counts %d", sum.Mismatches, s.Mismatched)
 	}
 	html := buf.String()

@@ -9,7 +9,7 @@ Usage (PYTHONPATH=training):
       `lookout scenes score --truth X.truth.jsonl --captions Y.jsonl` scores; prints the same summary line.
 Metrics: exact_match = caption == truth (stripped); slot_accuracy = mean over images of the fraction of the
 truth domain's slots the parsed caption gets right (0 if it does not parse or parses to the other domain), as
-synth.Score; bleu4 = sacrebleu corpus BLEU (0-100); attr_accuracy = mean head accuracy (checkpoints only).
+corpus.Score (synth/corpus); bleu4 = sacrebleu corpus BLEU (0-100); attr_accuracy = mean head accuracy (checkpoints only).
 """
 from __future__ import annotations
 

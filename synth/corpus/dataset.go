@@ -1,4 +1,4 @@
-package synth
+package corpus
 
 import (
 	"bufio"
@@ -12,12 +12,14 @@ import (
 	"sync"
 
 	"gocv.io/x/gocv"
+
+	"lookout/synth"
 )
 
 // DatasetOptions describes a training set for WriteDataset.
 type DatasetOptions struct {
 	// Domains to draw from; with several, sample i uses Domains[i%len(Domains)].
-	Domains []Domain
+	Domains []synth.Domain
 	N       int   // number of samples, > 0
 	Seed    int64 // one rand.Rand seeded with Seed draws every sample in order
 	Width   int   // render size; even when H264 is set
@@ -37,12 +39,12 @@ type DatasetOptions struct {
 
 // DatasetLine is one line of captions.jsonl.
 type DatasetLine struct {
-	Image   string `json:"image"`
-	Domain  Domain `json:"domain"`
-	Seed    int64  `json:"seed"`
-	Index   int    `json:"index"`
-	Caption string `json:"caption"`
-	Slots   Slots  `json:"slots"`
+	Image   string       `json:"image"`
+	Domain  synth.Domain `json:"domain"`
+	Seed    int64        `json:"seed"`
+	Index   int          `json:"index"`
+	Caption string       `json:"caption"`
+	Slots   synth.Slots  `json:"slots"`
 }
 
 // Validate checks the options and names the bad field.
@@ -51,7 +53,7 @@ func (o DatasetOptions) Validate() error {
 		return errors.New("domain: at least one domain is required")
 	}
 	for _, d := range o.Domains {
-		if _, err := ParseDomain(string(d)); err != nil {
+		if _, err := synth.ParseDomain(string(d)); err != nil {
 			return err
 		}
 	}
@@ -76,9 +78,9 @@ func (o DatasetOptions) Validate() error {
 // SchemaJSON returns the schema of every domain, as written to schema.json:
 // {"driving":[{"name":..,"values":[..]},..],"surveillance":[..]}.
 func SchemaJSON() ([]byte, error) {
-	m := map[Domain][]SlotSpec{}
-	for _, d := range Domains {
-		m[d] = Schema(d)
+	m := map[synth.Domain][]synth.SlotSpec{}
+	for _, d := range synth.Domains {
+		m[d] = synth.Schema(d)
 	}
 	return json.MarshalIndent(m, "", "  ")
 }
@@ -130,7 +132,7 @@ func WriteDataset(o DatasetOptions) (err error) {
 			return fmt.Errorf("dataset: cannot open an H.264 (avc1) writer at %s: check OpenCV has FFmpeg with libx264", clip)
 		}
 		for i := range lines {
-			lines[i].Slots = RenderSample(lines[i].Domain, rng, &frame, o.Width, o.Height)
+			lines[i].Slots = synth.RenderSample(lines[i].Domain, rng, &frame, o.Width, o.Height)
 			if err := vw.Write(frame); err != nil {
 				vw.Close()
 				return fmt.Errorf("dataset: encode sample %d: %w", i, err)
@@ -152,7 +154,7 @@ func WriteDataset(o DatasetOptions) (err error) {
 		}
 	} else {
 		next = func(i int) (gocv.Mat, error) {
-			lines[i].Slots = RenderSample(lines[i].Domain, rng, &frame, o.Width, o.Height)
+			lines[i].Slots = synth.RenderSample(lines[i].Domain, rng, &frame, o.Width, o.Height)
 			return frame, nil
 		}
 	}
@@ -197,7 +199,7 @@ func WriteDataset(o DatasetOptions) (err error) {
 			out = src.Clone()
 		}
 		jobs <- job{img: out, path: filepath.Join(o.Out, lines[i].Image)}
-		lines[i].Caption = Caption(lines[i].Domain, lines[i].Slots)
+		lines[i].Caption = synth.Caption(lines[i].Domain, lines[i].Slots)
 		if o.Progress != nil {
 			o.Progress(i+1, o.N)
 		}

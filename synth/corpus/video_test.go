@@ -1,8 +1,9 @@
-package synth
+package corpus
 
 import (
 	"bytes"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,12 +11,14 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"lookout/synth"
 )
 
 func TestWriteVideoRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "clip.mp4")
-	n, err := WriteVideo(VideoOptions{Domain: Driving, Seed: 11, Duration: 2 * time.Second, Width: 320, Height: 180, FPS: 30, Out: out})
+	n, err := WriteVideo(VideoOptions{Domain: synth.Driving, Seed: 11, Duration: 2 * time.Second, Width: 320, Height: 180, FPS: 30, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +32,7 @@ func TestWriteVideoRoundTrip(t *testing.T) {
 	if len(truth) != 60 {
 		t.Fatalf("%d truth lines, want 60", len(truth))
 	}
-	scene, _ := NewScene(Driving, 11)
+	scene, _ := synth.NewScene(synth.Driving, 11)
 	for i, l := range truth {
 		if l.Frame != i || l.PTSMs != int64(math.Round(float64(i)*1000/30)) {
 			t.Fatalf("truth line %d: frame %d pts %d", i, l.Frame, l.PTSMs)
@@ -72,7 +75,7 @@ func TestWriteVideoRoundTrip(t *testing.T) {
 
 	// Equal options give an identical truth file.
 	out2 := filepath.Join(dir, "again.mp4")
-	if _, err := WriteVideo(VideoOptions{Domain: Driving, Seed: 11, Duration: 2 * time.Second, Width: 320, Height: 180, FPS: 30, Out: out2}); err != nil {
+	if _, err := WriteVideo(VideoOptions{Domain: synth.Driving, Seed: 11, Duration: 2 * time.Second, Width: 320, Height: 180, FPS: 30, Out: out2}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(filepath.Join(dir, "clip.truth.jsonl"))
@@ -83,7 +86,7 @@ func TestWriteVideoRoundTrip(t *testing.T) {
 }
 
 func TestWriteVideoRejects(t *testing.T) {
-	good := VideoOptions{Domain: Surveillance, Seed: 1, Duration: time.Second, Width: 64, Height: 36, FPS: 10, Out: filepath.Join(t.TempDir(), "x.mp4")}
+	good := VideoOptions{Domain: synth.Surveillance, Seed: 1, Duration: time.Second, Width: 64, Height: 36, FPS: 10, Out: filepath.Join(t.TempDir(), "x.mp4")}
 	bad := map[string]func(o *VideoOptions){
 		"domain":   func(o *VideoOptions) { o.Domain = "space" },
 		"duration": func(o *VideoOptions) { o.Duration = 0 },
@@ -111,7 +114,7 @@ func TestWriteVideoRejects(t *testing.T) {
 
 func TestWriteDataset(t *testing.T) {
 	dir := t.TempDir()
-	opts := DatasetOptions{Domains: Domains, N: 6, Seed: 3, Width: 160, Height: 90, StoreWidth: 64, StoreHeight: 64, H264: true, Out: filepath.Join(dir, "a")}
+	opts := DatasetOptions{Domains: synth.Domains, N: 6, Seed: 3, Width: 160, Height: 90, StoreWidth: 64, StoreHeight: 64, H264: true, Out: filepath.Join(dir, "a")}
 	if err := WriteDataset(opts); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +127,7 @@ func TestWriteDataset(t *testing.T) {
 		t.Fatalf("%d caption lines, want 6", len(lines))
 	}
 	for i, l := range lines {
-		wantDomain := Domains[i%2]
+		wantDomain := synth.Domains[i%2]
 		if !strings.Contains(l, `"image":"images/`+string(wantDomain)+"_3_00000") || !strings.Contains(l, `"domain":"`+string(wantDomain)+`"`) {
 			t.Errorf("line %d: %s", i, l)
 		}
@@ -152,7 +155,7 @@ func TestWriteDataset(t *testing.T) {
 		t.Errorf("dataset folder holds %d entries, want images, captions.jsonl, schema.json", len(entries))
 	}
 	// Without the codec, the stored image is exactly the render.
-	opts = DatasetOptions{Domains: []Domain{Driving}, N: 2, Seed: 3, Width: 33, Height: 21, Out: filepath.Join(dir, "c")}
+	opts = DatasetOptions{Domains: []synth.Domain{synth.Driving}, N: 2, Seed: 3, Width: 33, Height: 21, Out: filepath.Join(dir, "c")}
 	if err := WriteDataset(opts); err != nil {
 		t.Fatal(err)
 	}
@@ -160,17 +163,25 @@ func TestWriteDataset(t *testing.T) {
 	defer got.Close()
 	want := gocv.NewMat()
 	defer want.Close()
-	rng := newRand(3)
-	RenderSample(Driving, rng, &want, 33, 21)
-	RenderSample(Driving, rng, &want, 33, 21)
-	if !bytes.Equal(matBytes(t, got), matBytes(t, want)) {
-		t.Error("stored PNG differs from RenderSample's frame")
+	rng := rand.New(rand.NewSource(3))
+	synth.RenderSample(synth.Driving, rng, &want, 33, 21)
+	synth.RenderSample(synth.Driving, rng, &want, 33, 21)
+	gb, err := got.DataPtrUint8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := want.DataPtrUint8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gb, wb) {
+		t.Error("stored PNG differs from synth.RenderSample's frame")
 	}
 	for _, bad := range []DatasetOptions{
-		{Domains: []Domain{"x"}, N: 1, Width: 8, Height: 8, Out: dir},
-		{Domains: Domains, N: 0, Width: 8, Height: 8, Out: dir},
-		{Domains: Domains, N: 1, Width: 9, Height: 8, H264: true, Out: dir},
-		{Domains: Domains, N: 1, Width: 8, Height: 8, StoreWidth: 4, Out: dir},
+		{Domains: []synth.Domain{"x"}, N: 1, Width: 8, Height: 8, Out: dir},
+		{Domains: synth.Domains, N: 0, Width: 8, Height: 8, Out: dir},
+		{Domains: synth.Domains, N: 1, Width: 9, Height: 8, H264: true, Out: dir},
+		{Domains: synth.Domains, N: 1, Width: 8, Height: 8, StoreWidth: 4, Out: dir},
 	} {
 		if err := WriteDataset(bad); err == nil {
 			t.Errorf("WriteDataset accepted %+v", bad)

@@ -1,4 +1,4 @@
-package synth
+package corpus
 
 import (
 	"encoding/json"
@@ -6,36 +6,38 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"lookout/synth"
 )
 
-func truthLines(t *testing.T, d Domain, frames []Slots, fps float64) []TruthLine {
+func truthLines(t *testing.T, d synth.Domain, frames []synth.Slots, fps float64) []TruthLine {
 	t.Helper()
 	out := make([]TruthLine, len(frames))
 	for i, s := range frames {
-		if err := Validate(d, s); err != nil {
+		if err := synth.Validate(d, s); err != nil {
 			t.Fatal(err)
 		}
-		out[i] = TruthLine{Frame: i, PTSMs: FramePTS(i, fps), Caption: Caption(d, s), Slots: s}
+		out[i] = TruthLine{Frame: i, PTSMs: FramePTS(i, fps), Caption: synth.Caption(d, s), Slots: s}
 	}
 	return out
 }
 
 func TestScoreKnownWrongSlot(t *testing.T) {
-	a := Slots{"vehicle": "car", "vehicle_color": "red", "lane": "left", "light": "green",
+	a := synth.Slots{"vehicle": "car", "vehicle_color": "red", "lane": "left", "light": "green",
 		"pedestrian": "yes", "time": "day", "weather": "rain"}
 	b := a.Clone()
 	b["light"] = "red"
-	truth := truthLines(t, Driving, []Slots{a, a, b, b}, 1) // pts 0, 1000, 2000, 3000
+	truth := truthLines(t, synth.Driving, []synth.Slots{a, a, b, b}, 1) // pts 0, 1000, 2000, 3000
 	wrongLight := a.Clone()
 	wrongLight["light"] = "red"
 	caps := []CaptionLine{
-		{PTSMs: 0, Caption: Caption(Driving, a)},             // exact
-		{PTSMs: 1000, Caption: Caption(Driving, wrongLight)}, // light wrong: 6/7
-		{PTSMs: 2500, Caption: Caption(Driving, b)},          // between frames: matches 2000, exact
-		{PTSMs: 3000, Caption: "a red car somewhere."},       // unparseable: 0
-		{PTSMs: -5, Caption: Caption(Driving, a)},            // before the first frame: unmatched
-		{PTSMs: 4001, Caption: Caption(Driving, b)},          // past the clip's end: unmatched
-		{PTSMs: 4000, Caption: Caption(Driving, b)},          // last frame + one interval: frame 3, exact
+		{PTSMs: 0, Caption: synth.Caption(synth.Driving, a)},             // exact
+		{PTSMs: 1000, Caption: synth.Caption(synth.Driving, wrongLight)}, // light wrong: 6/7
+		{PTSMs: 2500, Caption: synth.Caption(synth.Driving, b)},          // between frames: matches 2000, exact
+		{PTSMs: 3000, Caption: "a red car somewhere."},                   // unparseable: 0
+		{PTSMs: -5, Caption: synth.Caption(synth.Driving, a)},            // before the first frame: unmatched
+		{PTSMs: 4001, Caption: synth.Caption(synth.Driving, b)},          // past the clip's end: unmatched
+		{PTSMs: 4000, Caption: synth.Caption(synth.Driving, b)},          // last frame + one interval: frame 3, exact
 	}
 	r := Score(truth, caps)
 	if r.Frames != 5 || r.Unmatched != 2 || r.Unparseable != 1 {
@@ -52,7 +54,7 @@ func TestScoreKnownWrongSlot(t *testing.T) {
 		if s.Name == "light" {
 			want = 3
 		}
-		if s.Domain != Driving || s.Total != 5 || s.Correct != want {
+		if s.Domain != synth.Driving || s.Total != 5 || s.Correct != want {
 			t.Errorf("slot %s.%s: %d/%d, want %d/5", s.Domain, s.Name, s.Correct, s.Total, want)
 		}
 	}
@@ -62,11 +64,11 @@ func TestScoreKnownWrongSlot(t *testing.T) {
 }
 
 func TestScorePrefersExactPTSAndOtherDomainScoresZero(t *testing.T) {
-	a := Slots{"place": "parking_lot", "people": "one", "vehicle_color": "none", "vehicle_side": "none", "door": "open", "time": "day"}
+	a := synth.Slots{"place": "parking_lot", "people": "one", "vehicle_color": "none", "vehicle_side": "none", "door": "open", "time": "day"}
 	b := a.Clone()
 	b["door"] = "closed"
-	truth := truthLines(t, Surveillance, []Slots{a, b}, 30) // pts 0, 33
-	r := Score(truth, []CaptionLine{{PTSMs: 33, Caption: Caption(Surveillance, b)}})
+	truth := truthLines(t, synth.Surveillance, []synth.Slots{a, b}, 30) // pts 0, 33
+	r := Score(truth, []CaptionLine{{PTSMs: 33, Caption: synth.Caption(synth.Surveillance, b)}})
 	if r.ExactMatch != 1 || r.SlotAccuracy != 1 {
 		t.Errorf("pts 33 did not match frame 1: %s", r)
 	}
@@ -81,9 +83,9 @@ func TestScorePrefersExactPTSAndOtherDomainScoresZero(t *testing.T) {
 }
 
 func TestReadTruthAndCaptions(t *testing.T) {
-	a := Slots{"vehicle": "bus", "vehicle_color": "yellow", "lane": "right", "light": "red",
+	a := synth.Slots{"vehicle": "bus", "vehicle_color": "yellow", "lane": "right", "light": "red",
 		"pedestrian": "no", "time": "night", "weather": "clear"}
-	line, _ := json.Marshal(TruthLine{Frame: 0, PTSMs: 0, Caption: Caption(Driving, a), Slots: a})
+	line, _ := json.Marshal(TruthLine{Frame: 0, PTSMs: 0, Caption: synth.Caption(synth.Driving, a), Slots: a})
 	tr, err := ReadTruth(strings.NewReader(string(line)+"\n\n"), "x.truth.jsonl")
 	if err != nil || len(tr) != 1 || !tr[0].Slots.Equal(a) {
 		t.Fatalf("ReadTruth: %v %v", tr, err)
@@ -141,8 +143,8 @@ func FuzzReadTruth(f *testing.F) {
 			return
 		}
 		for _, l := range lines {
-			d, _, perr := Parse(l.Caption)
-			if perr != nil || Validate(d, l.Slots) != nil {
+			d, _, perr := synth.Parse(l.Caption)
+			if perr != nil || synth.Validate(d, l.Slots) != nil {
 				t.Fatalf("accepted a bad truth line %+v", l)
 			}
 		}
@@ -163,8 +165,8 @@ func FuzzReadCaptions(f *testing.F) {
 			}
 			return
 		}
-		a := Slots{"place": "corridor", "people": "none", "vehicle_color": "none", "vehicle_side": "none", "door": "open", "time": "day"}
-		r := Score([]TruthLine{{PTSMs: 0, Caption: Caption(Surveillance, a), Slots: a}}, caps)
+		a := synth.Slots{"place": "corridor", "people": "none", "vehicle_color": "none", "vehicle_side": "none", "door": "open", "time": "day"}
+		r := Score([]TruthLine{{PTSMs: 0, Caption: synth.Caption(synth.Surveillance, a), Slots: a}}, caps)
 		if r.Frames+r.Unmatched != len(caps) || r.ExactMatch < 0 || r.ExactMatch > 1 || r.SlotAccuracy < 0 || r.SlotAccuracy > 1 {
 			t.Fatalf("score out of range: %+v for %d captions", r, len(caps))
 		}
@@ -175,11 +177,11 @@ func FuzzReadCaptions(f *testing.F) {
 // pts 0 (exact), 1040 (matches frame 1, exact), 2000 (door wrong: 5 of 6
 // slots), 3000 (unparseable: 0), plus a gap record that is skipped.
 func TestScoreFixtureFiles(t *testing.T) {
-	truth, err := ReadTruthFile("../testdata/synth/clip.truth.jsonl")
+	truth, err := ReadTruthFile("../../testdata/synth/clip.truth.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	caps, err := ReadCaptionsFile("../testdata/synth/captions.jsonl")
+	caps, err := ReadCaptionsFile("../../testdata/synth/captions.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func TestScoreFixtureFiles(t *testing.T) {
 	if want := fmt.Sprintf("exact_match=%.3f slot_accuracy=%.3f frames=4", 2.0/4, (1+1+5.0/6+0)/4); r.String() != want {
 		t.Errorf("score %q, want %q", r, want)
 	}
-	if _, err := ReadTruthFile("../testdata/synth/captions.jsonl"); err == nil {
+	if _, err := ReadTruthFile("../../testdata/synth/captions.jsonl"); err == nil {
 		t.Error("a captions file was accepted as truth")
 	}
 }

@@ -1,4 +1,8 @@
-package synth
+// Package corpus makes and scores offline material from synthetic scenes
+// (lookout scenes video|dataset|score): H.264 clips with a truth file per
+// frame, image datasets for training, and the scoring of predicted captions
+// against the truth. The live synth:// source needs only package synth.
+package corpus
 
 import (
 	"bufio"
@@ -12,6 +16,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"lookout/synth"
 )
 
 // MaxSide bounds rendered frame sides (8K).
@@ -19,7 +25,7 @@ const MaxSide = 8192
 
 // VideoOptions describes a clip for WriteVideo.
 type VideoOptions struct {
-	Domain   Domain
+	Domain   synth.Domain
 	Seed     int64
 	Duration time.Duration // > 0
 	Width    int           // > 0, even (H.264 4:2:0)
@@ -30,9 +36,9 @@ type VideoOptions struct {
 	// MinHold and MaxHold bound how long the content stays fixed
 	// (NewSceneHolding). Zero: 2-8 s, as NewScene.
 	MinHold, MaxHold time.Duration
-	// Script, when set, gives the content instead (NewScriptedScene);
+	// Script, when set, gives the content instead (synth.NewScriptedScene);
 	// MinHold and MaxHold are then ignored.
-	Script []Step
+	Script []synth.Step
 	// Progress, when set, is called after each frame with frames done and total.
 	Progress func(done, total int)
 }
@@ -40,10 +46,10 @@ type VideoOptions struct {
 // TruthLine is one line of a truth JSONL file: the true caption and slots of
 // one frame of a rendered clip.
 type TruthLine struct {
-	Frame   int    `json:"frame"`
-	PTSMs   int64  `json:"pts_ms"`
-	Caption string `json:"caption"`
-	Slots   Slots  `json:"slots"`
+	Frame   int         `json:"frame"`
+	PTSMs   int64       `json:"pts_ms"`
+	Caption string      `json:"caption"`
+	Slots   synth.Slots `json:"slots"`
 }
 
 // TruthPath returns the truth file that goes with the clip out:
@@ -65,7 +71,7 @@ func FramePTS(i int, fps float64) int64 {
 
 // Validate checks the options and names the bad field.
 func (o VideoOptions) Validate() error {
-	if _, err := ParseDomain(string(o.Domain)); err != nil {
+	if _, err := synth.ParseDomain(string(o.Domain)); err != nil {
 		return err
 	}
 	if o.Duration <= 0 {
@@ -95,11 +101,11 @@ func WriteVideo(o VideoOptions) (frames int, err error) {
 	}
 	minHold, maxHold := o.MinHold, o.MaxHold
 	if minHold == 0 && maxHold == 0 {
-		minHold, maxHold = minSegment, maxSegment
+		minHold, maxHold = synth.DefaultMinHold, synth.DefaultMaxHold
 	}
-	scene, err := NewSceneHolding(o.Domain, o.Seed, minHold, maxHold)
+	scene, err := synth.NewSceneHolding(o.Domain, o.Seed, minHold, maxHold)
 	if len(o.Script) > 0 {
-		scene, err = NewScriptedScene(o.Domain, o.Seed, o.Script)
+		scene, err = synth.NewScriptedScene(o.Domain, o.Seed, o.Script)
 	}
 	if err != nil {
 		return 0, err
@@ -137,7 +143,7 @@ func WriteVideo(o VideoOptions) (frames int, err error) {
 		if err := vw.Write(frame); err != nil {
 			return i, fmt.Errorf("video %s: frame %d: %w", o.Out, i, err)
 		}
-		line := TruthLine{Frame: i, PTSMs: FramePTS(i, o.FPS), Caption: Caption(o.Domain, slots), Slots: slots}
+		line := TruthLine{Frame: i, PTSMs: FramePTS(i, o.FPS), Caption: synth.Caption(o.Domain, slots), Slots: slots}
 		if err := enc.Encode(line); err != nil {
 			return i, fmt.Errorf("truth file %s: %w", truthPath, err)
 		}

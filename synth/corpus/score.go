@@ -1,4 +1,4 @@
-package synth
+package corpus
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"lookout/synth"
 )
 
 // maxLine bounds one JSONL line (a caption record is well under 64 KiB).
@@ -23,11 +25,11 @@ type CaptionLine struct {
 
 // SlotScore is the accuracy of one slot over the scored records.
 type SlotScore struct {
-	Domain   Domain  `json:"domain"`
-	Name     string  `json:"name"`
-	Correct  int     `json:"correct"`
-	Total    int     `json:"total"`
-	Accuracy float64 `json:"accuracy"`
+	Domain   synth.Domain `json:"domain"`
+	Name     string       `json:"name"`
+	Correct  int          `json:"correct"`
+	Total    int          `json:"total"`
+	Accuracy float64      `json:"accuracy"`
 }
 
 // ScoreResult summarises predicted captions against the truth.
@@ -67,7 +69,7 @@ func (r ScoreResult) String() string {
 func Score(truth []TruthLine, captions []CaptionLine) ScoreResult {
 	match := MatchTruth(truth, captions)
 	type tally struct{ correct, total int }
-	per := map[Domain]map[string]*tally{}
+	per := map[synth.Domain]map[string]*tally{}
 	var res ScoreResult
 	var exact, slotSum float64
 	for ci, c := range captions {
@@ -76,7 +78,7 @@ func Score(truth []TruthLine, captions []CaptionLine) ScoreResult {
 			continue
 		}
 		t := truth[match[ci]]
-		td, _, terr := Parse(t.Caption)
+		td, _, terr := synth.Parse(t.Caption)
 		if terr != nil {
 			td = domainOfSlots(t.Slots)
 		}
@@ -86,11 +88,11 @@ func Score(truth []TruthLine, captions []CaptionLine) ScoreResult {
 		} else {
 			res.Mismatched++
 		}
-		pd, ps, perr := Parse(c.Caption)
+		pd, ps, perr := synth.Parse(c.Caption)
 		if perr != nil {
 			res.Unparseable++
 		}
-		schema := Schema(td)
+		schema := synth.Schema(td)
 		if per[td] == nil {
 			per[td] = map[string]*tally{}
 			for _, sp := range schema {
@@ -114,11 +116,11 @@ func Score(truth []TruthLine, captions []CaptionLine) ScoreResult {
 		res.ExactMatch = exact / float64(res.Frames)
 		res.SlotAccuracy = slotSum / float64(res.Frames)
 	}
-	for _, d := range Domains {
+	for _, d := range synth.Domains {
 		if per[d] == nil {
 			continue
 		}
-		for _, sp := range Schema(d) {
+		for _, sp := range synth.Schema(d) {
 			t := per[d][sp.Name]
 			res.Slots = append(res.Slots, SlotScore{Domain: d, Name: sp.Name, Correct: t.correct, Total: t.total,
 				Accuracy: float64(t.correct) / float64(t.total)})
@@ -128,11 +130,11 @@ func Score(truth []TruthLine, captions []CaptionLine) ScoreResult {
 }
 
 // domainOfSlots guesses a domain from slot names (for truth captions that do not parse).
-func domainOfSlots(s Slots) Domain {
+func domainOfSlots(s synth.Slots) synth.Domain {
 	if _, ok := s["place"]; ok {
-		return Surveillance
+		return synth.Surveillance
 	}
-	return Driving
+	return synth.Driving
 }
 
 // ReadTruth parses a truth JSONL stream; name labels errors, which are one
@@ -142,10 +144,10 @@ func ReadTruth(r io.Reader, name string) ([]TruthLine, error) {
 	var out []TruthLine
 	err := eachLine(r, name, func(n int, line []byte) error {
 		var raw struct {
-			Frame   *int    `json:"frame"`
-			PTSMs   *int64  `json:"pts_ms"`
-			Caption *string `json:"caption"`
-			Slots   Slots   `json:"slots"`
+			Frame   *int        `json:"frame"`
+			PTSMs   *int64      `json:"pts_ms"`
+			Caption *string     `json:"caption"`
+			Slots   synth.Slots `json:"slots"`
 		}
 		if err := json.Unmarshal(line, &raw); err != nil {
 			return fmt.Errorf("not a truth record: %w", err)
@@ -160,11 +162,11 @@ func ReadTruth(r io.Reader, name string) ([]TruthLine, error) {
 		case *raw.Frame < 0 || *raw.PTSMs < 0:
 			return errors.New("negative frame or pts_ms")
 		}
-		d, ps, err := Parse(*raw.Caption)
+		d, ps, err := synth.Parse(*raw.Caption)
 		if err != nil {
 			return fmt.Errorf("truth %w", err)
 		}
-		if err := Validate(d, raw.Slots); err != nil {
+		if err := synth.Validate(d, raw.Slots); err != nil {
 			return err
 		}
 		if !ps.Equal(raw.Slots) {
