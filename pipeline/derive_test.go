@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
@@ -74,10 +73,7 @@ func TestKindFilterSinks(t *testing.T) {
 	}
 	alerts := &filterSink{fakeSink{name: "alerts"}}
 	all := &fakeSink{name: "all"}
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := NewMetrics()
 	capt := newFakeCaptioner()
 	p := New(Config{MaxBatch: 1, ExitWhenSourcesDone: true, Derive: derive}, capt, []sink.Sink{all, alerts}, zerolog.Nop(), m)
 	var emitted atomic.Int64

@@ -25,10 +25,8 @@ func Example() {
 	)
 	log := zerolog.New(os.Stderr)
 	reg := prometheus.NewRegistry()
-	m, err := pipeline.NewMetrics(reg)
-	if err != nil {
-		log.Fatal().Err(err).Msg("metrics")
-	}
+	m := pipeline.NewMetrics()
+	reg.MustRegister(m.Collectors()...) // the service registers every collector in one place
 	cfg := pipeline.Config{MaxBatch: 8, Workers: 2}
 	if err := cfg.Validate(); err != nil {
 		log.Fatal().Err(err).Msg("config") // exit 2

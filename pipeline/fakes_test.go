@@ -248,10 +248,7 @@ func newHarness(t *testing.T, cfg Config, capt *fakeCaptioner, sinks ...*fakeSin
 	if len(sinks) == 0 {
 		sinks = []*fakeSink{{name: "mem"}}
 	}
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := NewMetrics()
 	ss := make([]sink.Sink, len(sinks))
 	for i, s := range sinks {
 		ss[i] = s

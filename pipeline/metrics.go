@@ -70,9 +70,10 @@ type Metrics struct {
 	states *sourceStates
 }
 
-// NewMetrics creates the pipeline's collectors and registers them on reg.
-// It fails when reg already holds collectors of the same names.
-func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+// NewMetrics creates the pipeline's collectors, unregistered: whoever
+// serves them registers Collectors() (the service does, beside every other
+// lookout_ collector, in internal/service/metrics.go).
+func NewMetrics() *Metrics {
 	latency := prometheus.ExponentialBuckets(0.001, 2, 16) // 1ms .. ~33s
 	m := &Metrics{
 		FramesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -137,24 +138,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"source"}),
 	}
 	m.states = newSourceStates()
-	if reg != nil {
-		if err := reg.Register(m.states); err != nil {
-			return nil, fmt.Errorf("register pipeline metrics: %w", err)
-		}
-		for _, c := range m.collectors() {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register pipeline metrics: %w", err)
-			}
-		}
-	}
-	return m, nil
+	return m
 }
 
-func (m *Metrics) collectors() []prometheus.Collector {
+// Collectors lists every collector of m, the source-state gauges
+// (lookout_source_up, lookout_source_state) included, for registration.
+func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.FramesReceived, m.FramesDropped, m.SourceRestarts, m.QueueDepth,
 		m.CaptionFailures, m.BatchSize, m.StageLatency, m.CaptionLatency,
 		m.WorkersBusy, m.SinkWritten, m.SinkFailed, m.SinkWriteSeconds, m.Records, m.RecordsSuppressed,
+		m.states,
 	}
 }
 

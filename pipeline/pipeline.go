@@ -126,7 +126,7 @@ const (
 // the sinks: the caller does after Run returned.
 func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerolog.Logger, m *Metrics) *Pipeline {
 	if m == nil {
-		m, _ = NewMetrics(nil) // cannot fail without a registerer
+		m = NewMetrics()
 	}
 	p := &Pipeline{
 		cfg:     cfg.withDefaults(),

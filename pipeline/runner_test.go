@@ -31,10 +31,7 @@ type stageKit struct {
 
 func newStageKit(t *testing.T) *stageKit {
 	t.Helper()
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := NewMetrics()
 	k := &stageKit{m: m, lost: &losses{}, wake: make(chan struct{}, 1)}
 	k.drop = dropper{
 		release: func(f *ingest.Frame) {

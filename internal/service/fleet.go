@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
@@ -89,9 +88,7 @@ func (s *Service) joinFleet(ctx context.Context, httpAddr string) error {
 		f.cat.Close()
 		return err
 	}
-	f.m.inGroup = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lookout_cluster_in_group",
-		Help: "1 while this instance holds a current assignment from the group."}, func() float64 { return b2f(f.member.InGroup()) })
-	if err := s.reg.Register(f.m.inGroup); err != nil {
+	if f.m.inGroup, err = registerInGroup(s.reg, f.member.InGroup); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -242,36 +239,6 @@ func (f *fleet) readiness() (string, error) {
 		return detail, errors.New("not in the cluster group")
 	}
 	return detail, nil
-}
-
-type fleetMetrics struct {
-	members, owned  prometheus.Gauge
-	rebalances, bad prometheus.Counter
-	rejected        prometheus.Counter
-	handover        prometheus.Histogram
-	inGroup         prometheus.Collector
-}
-
-func newFleetMetrics(reg prometheus.Registerer) (*fleetMetrics, error) {
-	m := &fleetMetrics{
-		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lookout_cluster_members", Help: "Members of the group at the last rebalance."}),
-		owned:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "lookout_cluster_sources_owned", Help: "Catalogue sources assigned to this instance."}),
-		rebalances: prometheus.NewCounter(prometheus.CounterOpts{Name: "lookout_cluster_rebalances_total",
-			Help: "Group rebalances this instance took part in."}),
-		bad: prometheus.NewCounter(prometheus.CounterOpts{Name: "lookout_cluster_catalogue_bad_records_total",
-			Help: "Catalogue records skipped: not JSON, or not a valid source."}),
-		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "lookout_cluster_sources_refused_total",
-			Help: "Catalogue sources this instance refused to open (cluster.allow)."}),
-		handover: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lookout_cluster_handover_seconds",
-			Help:    "Time from the start of a rebalance (or of the join) to this instance's new assignment.",
-			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30}}),
-	}
-	for _, c := range []prometheus.Collector{m.members, m.owned, m.rebalances, m.bad, m.rejected, m.handover} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
 }
 
 // recordInstance is the name records carry: cluster.instance in cluster

@@ -5,11 +5,38 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"lookout/ingest"
 	"lookout/sink"
 	"lookout/spool"
 )
+
+// Every Prometheus collector of lookout is registered here, on the
+// service's one registry. Packages do not register anything: ingest, sink
+// and spool declare small recorder interfaces (ingest.Metrics,
+// sink.Metrics, spool.Metrics) that the types below implement; the
+// pipeline's decorators hold collectors it builds (pipeline.NewMetrics) and
+// the service registers them. Metric names and labels are part of the
+// interface (docs/RELIABILITY.md, the e2e tests): change them nowhere.
+
+// newRegistry is the service's registry, with the Go runtime's and the
+// process's collectors (go_*, process_*).
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// register registers cs on reg, naming the first that collides.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}
 
 // sourceMetrics feeds ingest's counts to Prometheus.
 type sourceMetrics struct {
@@ -46,10 +73,8 @@ func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
 	m.keyInterval = gauge("lookout_source_keyframe_interval_seconds",
 		"Keyframe interval measured when the source opened (decode: auto); absent when not measured.")
 	m.gated = vec("lookout_frames_gated_total", "Sampled frames not captioned because they barely differed from the last captioned one (sources[].gate).")
-	for _, c := range []prometheus.Collector{m.read, m.sampled, m.stale, m.down, m.reconnects, m.keyframesOnly, m.keyInterval, m.gated} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, m.read, m.sampled, m.stale, m.down, m.reconnects, m.keyframesOnly, m.keyInterval, m.gated); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -102,10 +127,8 @@ func newDeliveryMetrics(reg prometheus.Registerer, sinkName string) (*deliveryMe
 		dropped:   vec("dropped", "Records dropped because the spool was full (live sources only)."),
 		rejected:  vec("rejected", "Records the broker refused for good (too large, invalid), kept in the spool's rejected.jsonl."),
 	}
-	for _, c := range []prometheus.Collector{m.delivered, m.failed, m.spooled, m.dropped, m.rejected} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register sink metrics: %w", err)
-		}
+	if err := register(reg, m.delivered, m.failed, m.spooled, m.dropped, m.rejected); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -128,7 +151,7 @@ func registerSpoolGauges(reg prometheus.Registerer, state func() spool.State) er
 	gauge := func(name, help string, f func(spool.State) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(state()) })
 	}
-	for _, c := range []prometheus.Collector{
+	return register(reg,
 		gauge("lookout_kafka_broker_up", "1 while the broker acknowledges records, 0 after a failed delivery.",
 			func(st spool.State) float64 { return b2f(st.BrokerUp) }),
 		gauge("lookout_spool_records", "Unsent records waiting in the disk spool.",
@@ -137,12 +160,7 @@ func registerSpoolGauges(reg prometheus.Registerer, state func() spool.State) er
 			func(st spool.State) float64 { return float64(st.SpoolBytes) }),
 		gauge("lookout_spool_oldest_unsent_seconds", "Age of the oldest unsent record (0 when the spool is empty).",
 			func(st spool.State) float64 { return st.OldestUnsentAge.Seconds() }),
-	} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	)
 }
 
 func b2f(b bool) float64 {
@@ -150,4 +168,41 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// fleetMetrics are the cluster mode's (lookout_cluster_*).
+type fleetMetrics struct {
+	members, owned  prometheus.Gauge
+	rebalances, bad prometheus.Counter
+	rejected        prometheus.Counter
+	handover        prometheus.Histogram
+	inGroup         prometheus.Collector
+}
+
+func newFleetMetrics(reg prometheus.Registerer) (*fleetMetrics, error) {
+	m := &fleetMetrics{
+		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lookout_cluster_members", Help: "Members of the group at the last rebalance."}),
+		owned:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "lookout_cluster_sources_owned", Help: "Catalogue sources assigned to this instance."}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{Name: "lookout_cluster_rebalances_total",
+			Help: "Group rebalances this instance took part in."}),
+		bad: prometheus.NewCounter(prometheus.CounterOpts{Name: "lookout_cluster_catalogue_bad_records_total",
+			Help: "Catalogue records skipped: not JSON, or not a valid source."}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "lookout_cluster_sources_refused_total",
+			Help: "Catalogue sources this instance refused to open (cluster.allow)."}),
+		handover: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lookout_cluster_handover_seconds",
+			Help:    "Time from the start of a rebalance (or of the join) to this instance's new assignment.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30}}),
+	}
+	if err := register(reg, m.members, m.owned, m.rebalances, m.bad, m.rejected, m.handover); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// registerInGroup registers lookout_cluster_in_group, read from inGroup at
+// each scrape.
+func registerInGroup(reg prometheus.Registerer, inGroup func() bool) (prometheus.Collector, error) {
+	c := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lookout_cluster_in_group",
+		Help: "1 while this instance holds a current assignment from the group."}, func() float64 { return b2f(inGroup()) })
+	return c, register(reg, c)
 }

@@ -24,8 +24,8 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 	if err := registerSpoolGauges(reg, func() spool.State { return spool.State{BrokerUp: true} }); err != nil {
 		t.Fatal(err)
 	}
-	pm, err := pipeline.NewMetrics(reg)
-	if err != nil {
+	pm := pipeline.NewMetrics()
+	if err := register(reg, pm.Collectors()...); err != nil {
 		t.Fatalf("pipeline metrics collide with the service's: %v", err)
 	}
 	pm.FramesReceived.WithLabelValues("a").Inc()

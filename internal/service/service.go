@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
@@ -106,7 +105,7 @@ func (e ConfigError) Unwrap() error { return e.Err }
 
 // New loads the model and opens the sinks. Close releases them.
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options) (s *Service, err error) {
-	s = &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), sources: map[string]config.Source{},
+	s = &Service{cfg: cfg, log: log, reg: newRegistry(), sources: map[string]config.Source{},
 		fromStart: opt.FromStart, failFirstOpen: opt.FailFirstOpen, onDelivered: opt.OnDelivered,
 		instance: cmp.Or(recordInstance(cfg), instanceName())}
 	s.now = now.New(s.instance, nil)
@@ -115,7 +114,6 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 			s.Close()
 		}
 	}()
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.srcM, err = newSourceMetrics(s.reg); err != nil {
 		return s, err
 	}
@@ -161,8 +159,8 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 
 	s.domain = newDomainWatch(s.model, log)
 
-	pm, err := pipeline.NewMetrics(s.reg)
-	if err != nil {
+	pm := pipeline.NewMetrics()
+	if err := register(s.reg, pm.Collectors()...); err != nil {
 		return s, err
 	}
 	s.pm = pm
