@@ -157,23 +157,34 @@ func (r *liveReader) run() {
 		}
 		f := &Frame{SourceID: r.id, Seq: seq, PTS: pts, CaptureTime: now, Image: mat, Truth: g.truth}
 		seq++
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			_ = f.Close()
+		var ok bool
+		if spare, ok = r.publish(f); !ok {
 			return
 		}
-		if old := r.latest; old != nil { // superseded before anyone took it
-			spare = &old.Image
-		}
-		r.latest = f
-		r.want.Store(false)
-		r.mu.Unlock()
-		select {
-		case r.notify <- struct{}{}:
-		default:
-		}
 	}
+}
+
+// publish makes f the latest frame and wakes a waiting Next. It returns the
+// image of the frame f supersedes, if nobody took it, for reuse; ok is false
+// when the reader was closed (f is then closed).
+func (r *liveReader) publish(f *Frame) (spare *gocv.Mat, ok bool) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		_ = f.Close()
+		return nil, false
+	}
+	if old := r.latest; old != nil { // superseded before anyone took it
+		spare = &old.Image
+	}
+	r.latest = f
+	r.want.Store(false)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+	return spare, true
 }
 
 func (r *liveReader) fail(err error) {

@@ -196,18 +196,7 @@ func drawDriving(c *canvas, s Slots, l look) {
 			c.poly(scale(mark, 0.9), roadX(y0, f0), y0, roadX(y0, f0+0.05), y0, roadX(y1, f0+0.05), y1, roadX(y1, f0), y1)
 		}
 	}
-	// Traffic light: a big housing hanging at the top centre, red lamp above green.
-	c.line(0.5, -0.05, 0.5, 0.03, 0.01, rgb(20, 20, 20))
-	c.rect(0.43, 0.03, 0.57, 0.39, rgb(20, 20, 22))
-	redOn, greenOn := rgb(255, 20, 20), rgb(20, 255, 60)
-	redOff, greenOff := rgb(70, 20, 20), rgb(20, 60, 30)
-	if s["light"] == "red" {
-		greenOn = greenOff
-	} else {
-		redOn = redOff
-	}
-	c.rect(0.45, 0.06, 0.55, 0.19, redOn)
-	c.rect(0.45, 0.23, 0.55, 0.36, greenOn)
+	drawTrafficLight(c, s["light"] == "red")
 	// Vehicle in its lane, seen from behind.
 	if kind := s["vehicle"]; kind != "none" && kind != "" {
 		lf := map[string]float64{"left": 1.0 / 6, "center": 0.5, "right": 5.0 / 6}[s["lane"]]
@@ -229,6 +218,22 @@ func drawDriving(c *canvas, s Slots, l look) {
 
 // drawVehicleRear draws a car, truck or bus seen from behind, centred at cx
 // with its wheels on y = bottom.
+// drawTrafficLight draws a big housing hanging at the top centre, red lamp
+// above green.
+func drawTrafficLight(c *canvas, red bool) {
+	c.line(0.5, -0.05, 0.5, 0.03, 0.01, rgb(20, 20, 20))
+	c.rect(0.43, 0.03, 0.57, 0.39, rgb(20, 20, 22))
+	redOn, greenOn := rgb(255, 20, 20), rgb(20, 255, 60)
+	redOff, greenOff := rgb(70, 20, 20), rgb(20, 60, 30)
+	if red {
+		greenOn = greenOff
+	} else {
+		redOn = redOff
+	}
+	c.rect(0.45, 0.06, 0.55, 0.19, redOn)
+	c.rect(0.45, 0.23, 0.55, 0.36, greenOn)
+}
+
 func drawVehicleRear(c *canvas, kind string, cx, bottom, k float64, col color.RGBA, night bool) {
 	wheel := func(x0, x1 float64) { c.rect(x0, bottom-0.03*k, x1, bottom, darkRGB) }
 	switch kind {

@@ -79,3 +79,21 @@ func (r *captionReport) write() (report.Summary, error) {
 	}
 	return sum, nil
 }
+
+// finish writes the report, when one was asked for, and says so in one
+// line.
+func (rep *captionReport) finish() error {
+	if rep == nil {
+		return nil
+	}
+	sum, err := rep.write()
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("lookout: report %s: %d captions, %d thumbnails, %d gaps", rep.path, sum.Captions, sum.Thumbnails, sum.Gaps)
+	if rep.truth != nil {
+		line += fmt.Sprintf(", %d of %d scored captions differ from the truth", sum.Mismatches, sum.Scored)
+	}
+	fmt.Fprintln(os.Stderr, line)
+	return nil
+}

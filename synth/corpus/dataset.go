@@ -91,8 +91,7 @@ func WriteDataset(o DatasetOptions) (err error) {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	imgDir := filepath.Join(o.Out, "images")
-	if err := os.MkdirAll(imgDir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(o.Out, "images"), 0o755); err != nil {
 		return fmt.Errorf("dataset folder: %w", err)
 	}
 	schema, err := SchemaJSON()
@@ -102,11 +101,7 @@ func WriteDataset(o DatasetOptions) (err error) {
 	if err := os.WriteFile(filepath.Join(o.Out, "schema.json"), append(schema, '\n'), 0o644); err != nil {
 		return fmt.Errorf("dataset schema: %w", err)
 	}
-
-	rng := rand.New(rand.NewSource(o.Seed))
 	lines := make([]DatasetLine, o.N)
-	frame := gocv.NewMat()
-	defer frame.Close()
 	for i := range lines {
 		d := o.Domains[i%len(o.Domains)]
 		lines[i] = DatasetLine{
@@ -114,52 +109,82 @@ func WriteDataset(o DatasetOptions) (err error) {
 			Domain: d, Seed: o.Seed, Index: i,
 		}
 	}
+	frame := gocv.NewMat()
+	defer frame.Close()
+	next, done, err := sampleFrames(o, lines, &frame)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := writeImages(o, lines, next); err != nil {
+		return err
+	}
+	return writeCaptions(filepath.Join(o.Out, "captions.jsonl"), lines)
+}
 
-	// frames yields the i-th rendered (and maybe H.264 round-tripped) frame.
-	var next func(i int) (gocv.Mat, error)
-	if o.H264 {
-		tmp, err := os.MkdirTemp(o.Out, ".h264-")
-		if err != nil {
-			return fmt.Errorf("dataset temporary folder: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		clip := filepath.Join(tmp, "samples.mp4")
-		vw, err := gocv.VideoWriterFile(clip, "avc1", 30, o.Width, o.Height, true)
-		if err != nil || !vw.IsOpened() {
-			if vw != nil {
-				vw.Close()
+// sampleFrames returns next, which yields sample i's frame (rendered into
+// frame, and through one H.264 clip first when o.H264), filling
+// lines[i].Slots; done removes what it made.
+func sampleFrames(o DatasetOptions, lines []DatasetLine, frame *gocv.Mat) (next func(i int) (gocv.Mat, error), done func(), err error) {
+	rng := rand.New(rand.NewSource(o.Seed))
+	if !o.H264 {
+		return func(i int) (gocv.Mat, error) {
+			lines[i].Slots = synth.RenderSample(lines[i].Domain, rng, frame, o.Width, o.Height)
+			return *frame, nil
+		}, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp(o.Out, ".h264-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataset temporary folder: %w", err)
+	}
+	clip := filepath.Join(tmp, "samples.mp4")
+	vc, err := h264RoundTrip(o, lines, rng, frame, clip)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, nil, err
+	}
+	return func(i int) (gocv.Mat, error) {
+			if !vc.Read(frame) || frame.Empty() {
+				return *frame, fmt.Errorf("dataset: the H.264 round trip returned %d of %d frames", i, o.N)
 			}
-			return fmt.Errorf("dataset: cannot open an H.264 (avc1) writer at %s: check OpenCV has FFmpeg with libx264", clip)
+			return *frame, nil
+		}, func() {
+			_ = vc.Close()
+			_ = os.RemoveAll(tmp)
+		}, nil
+}
+
+// h264RoundTrip renders every sample into one H.264 clip and opens it for
+// reading back.
+func h264RoundTrip(o DatasetOptions, lines []DatasetLine, rng *rand.Rand, frame *gocv.Mat, clip string) (*gocv.VideoCapture, error) {
+	vw, err := gocv.VideoWriterFile(clip, "avc1", 30, o.Width, o.Height, true)
+	if err != nil || !vw.IsOpened() {
+		if vw != nil {
+			vw.Close()
 		}
-		for i := range lines {
-			lines[i].Slots = synth.RenderSample(lines[i].Domain, rng, &frame, o.Width, o.Height)
-			if err := vw.Write(frame); err != nil {
-				vw.Close()
-				return fmt.Errorf("dataset: encode sample %d: %w", i, err)
-			}
-		}
-		if err := vw.Close(); err != nil {
-			return fmt.Errorf("dataset: close %s: %w", clip, err)
-		}
-		vc, err := gocv.VideoCaptureFileWithAPI(clip, gocv.VideoCaptureFFmpeg)
-		if err != nil {
-			return fmt.Errorf("dataset: read back %s: %w", clip, err)
-		}
-		defer vc.Close()
-		next = func(i int) (gocv.Mat, error) {
-			if !vc.Read(&frame) || frame.Empty() {
-				return frame, fmt.Errorf("dataset: the H.264 round trip returned %d of %d frames", i, o.N)
-			}
-			return frame, nil
-		}
-	} else {
-		next = func(i int) (gocv.Mat, error) {
-			lines[i].Slots = synth.RenderSample(lines[i].Domain, rng, &frame, o.Width, o.Height)
-			return frame, nil
+		return nil, fmt.Errorf("dataset: cannot open an H.264 (avc1) writer at %s: check OpenCV has FFmpeg with libx264", clip)
+	}
+	for i := range lines {
+		lines[i].Slots = synth.RenderSample(lines[i].Domain, rng, frame, o.Width, o.Height)
+		if err := vw.Write(*frame); err != nil {
+			vw.Close()
+			return nil, fmt.Errorf("dataset: encode sample %d: %w", i, err)
 		}
 	}
+	if err := vw.Close(); err != nil {
+		return nil, fmt.Errorf("dataset: close %s: %w", clip, err)
+	}
+	vc, err := gocv.VideoCaptureFileWithAPI(clip, gocv.VideoCaptureFFmpeg)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: read back %s: %w", clip, err)
+	}
+	return vc, nil
+}
 
-	// PNG encoding dominates; two writers run beside the decoder.
+// writeImages stores every sample's frame as a PNG (resized to the store
+// size) and sets its caption. PNG encoding dominates; two writers run
+// beside the decoder.
+func writeImages(o DatasetOptions, lines []DatasetLine, next func(i int) (gocv.Mat, error)) error {
 	type job struct {
 		img  gocv.Mat
 		path string
@@ -168,7 +193,7 @@ func WriteDataset(o DatasetOptions) (err error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var werr error
-	for w := 0; w < 2; w++ {
+	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -209,11 +234,12 @@ func WriteDataset(o DatasetOptions) (err error) {
 	if loopErr != nil {
 		return loopErr
 	}
-	if werr != nil {
-		return werr
-	}
+	return werr
+}
 
-	cf, err := os.Create(filepath.Join(o.Out, "captions.jsonl"))
+// writeCaptions writes captions.jsonl, one DatasetLine per sample.
+func writeCaptions(path string, lines []DatasetLine) error {
+	cf, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("dataset captions: %w", err)
 	}
