@@ -142,19 +142,18 @@ func (c KafkaConfig) Validate() error {
 		return errors.New("kafka sink: brokers: list at least one host:port")
 	}
 	for _, b := range c.Brokers {
-		host, port, err := net.SplitHostPort(b)
-		if err != nil || host == "" {
-			return fmt.Errorf("kafka sink: brokers: %q is not host:port", b)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return fmt.Errorf("kafka sink: brokers: %q has no valid port", b)
+		if err := CheckBroker(b); err != nil {
+			return fmt.Errorf("kafka sink: brokers: %w", err)
 		}
 	}
 	if c.Topic == "" {
 		return errors.New("kafka sink: topic: must be set")
 	}
-	if _, err := compressionCodec(c.Compression); err != nil {
-		return err
+	if err := CheckCompression(c.Compression); err != nil {
+		return fmt.Errorf("kafka sink: compression: %w", err)
+	}
+	if err := CheckSASLMechanism(c.SASL.Mechanism); err != nil {
+		return fmt.Errorf("kafka sink: sasl.mechanism: %w", err)
 	}
 	if _, err := c.SASL.mechanism(); err != nil {
 		return err
@@ -163,6 +162,36 @@ func (c KafkaConfig) Validate() error {
 		return errors.New("kafka sink: tls: cert_file and key_file must be set together")
 	}
 	return nil
+}
+
+// CheckBroker reports why addr is not a bootstrap address: host:port with
+// a host and a port in 1-65535. The service's config checks with it too.
+func CheckBroker(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q has no valid port", addr)
+	}
+	return nil
+}
+
+// CheckCompression reports a compression name the sink does not know
+// (case-insensitive; "" is none).
+func CheckCompression(name string) error {
+	_, err := compressionCodec(name)
+	return err
+}
+
+// CheckSASLMechanism reports a SASL mechanism the sink does not know
+// (case-insensitive; "" is none).
+func CheckSASLMechanism(m string) error {
+	switch strings.ToLower(m) {
+	case "", "plain", "scram-sha-256", "scram-sha-512":
+		return nil
+	}
+	return fmt.Errorf("%q is not one of plain, scram-sha-256, scram-sha-512", m)
 }
 
 func compressionCodec(name string) (kafka.Compression, error) {
@@ -178,7 +207,7 @@ func compressionCodec(name string) (kafka.Compression, error) {
 	case "zstd":
 		return kafka.Zstd, nil
 	}
-	return 0, fmt.Errorf("kafka sink: compression: %q is not one of none, gzip, snappy, lz4, zstd", name)
+	return 0, fmt.Errorf("%q is not one of none, gzip, snappy, lz4, zstd", name)
 }
 
 func (c SASLConfig) mechanism() (sasl.Mechanism, error) {
@@ -199,7 +228,7 @@ func (c SASLConfig) mechanism() (sasl.Mechanism, error) {
 		}
 		return m, nil
 	}
-	return nil, fmt.Errorf("kafka sink: sasl.mechanism: %q is not one of plain, scram-sha-256, scram-sha-512", c.Mechanism)
+	return nil, fmt.Errorf("kafka sink: sasl.mechanism: %w", CheckSASLMechanism(c.Mechanism))
 }
 
 func (c TLSConfig) build() (*tls.Config, error) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"lookout/inference"
+	"lookout/sink"
 )
 
 var sourceID = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -202,8 +203,8 @@ func (k Kafka) check(ps *problems) {
 		ps.bad("sinks.kafka.brokers", "must list at least one host:port")
 	}
 	for _, b := range k.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
-			ps.bad("sinks.kafka.brokers", "%q is not host:port", b)
+		if err := sink.CheckBroker(b); err != nil {
+			ps.bad("sinks.kafka.brokers", "%v", err)
 		}
 	}
 	if k.Topic == "" {
@@ -214,23 +215,23 @@ func (k Kafka) check(ps *problems) {
 	} else if k.AlertsTopic == k.Topic {
 		ps.bad("sinks.kafka.alerts_topic", "%q is also sinks.kafka.topic: alerts need a topic of their own", k.AlertsTopic)
 	}
-	ps.oneOf("sinks.kafka.compression", k.Compression, "none", "gzip", "snappy", "lz4", "zstd")
+	if err := sink.CheckCompression(k.Compression); err != nil {
+		ps.bad("sinks.kafka.compression", "%v", err)
+	}
 	if k.BatchSize < 1 {
 		ps.bad("sinks.kafka.batch_size", "must be >= 1, got %d", k.BatchSize)
 	}
 	if k.SpoolMaxBytes < 1<<20 {
 		ps.bad("sinks.kafka.spool_max_bytes", "must be at least 1 MiB, got %d", k.SpoolMaxBytes)
 	}
-	switch k.SASL.Mechanism {
-	case "":
-	case "plain", "scram-sha-256", "scram-sha-512":
+	if err := sink.CheckSASLMechanism(k.SASL.Mechanism); err != nil {
+		ps.bad("sinks.kafka.sasl.mechanism", "%v", err)
+	} else if k.SASL.Mechanism != "" {
 		if k.SASL.Username == "" {
 			ps.bad("sinks.kafka.sasl.username", "required with mechanism %s", k.SASL.Mechanism)
 		}
 		if k.SASL.Password == "" && k.SASL.PasswordFile == "" {
 			ps.bad("sinks.kafka.sasl.password", "required with mechanism %s; set password_file or LOOKOUT_KAFKA_PASSWORD", k.SASL.Mechanism)
 		}
-	default:
-		ps.bad("sinks.kafka.sasl.mechanism", "%q is not one of plain, scram-sha-256, scram-sha-512", k.SASL.Mechanism)
 	}
 }
