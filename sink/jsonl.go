@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,9 +54,9 @@ func (s *JSONLSink) Name() string { return "jsonl" }
 func (s *JSONLSink) Write(_ context.Context, recs []Record) error {
 	var buf []byte
 	for _, r := range recs {
-		b, err := json.Marshal(r)
+		b, err := Encode(r)
 		if err != nil {
-			return fmt.Errorf("jsonl sink: encode record %s of source %q: %w", r.ID, r.SourceID, err)
+			return fmt.Errorf("jsonl sink: %w", err)
 		}
 		buf = append(append(buf, b...), '\n')
 	}

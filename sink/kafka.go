@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -99,9 +98,9 @@ func (k *KafkaSink) TopicFor(sourceID string) string {
 
 // Message builds the Kafka message of a record.
 func (k *KafkaSink) Message(r Record) (kafka.Message, error) {
-	v, err := json.Marshal(r)
+	v, err := Encode(r)
 	if err != nil {
-		return kafka.Message{}, fmt.Errorf("kafka sink: encode record %s of source %q: %w", r.ID, r.SourceID, err)
+		return kafka.Message{}, fmt.Errorf("kafka sink: %w", err)
 	}
 	return k.rawMessage(r.SourceID, r.ID, v), nil
 }

@@ -5,6 +5,7 @@ package sink
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -116,4 +117,13 @@ func RecordID(sourceID, run string, ptsMillis int64, modelDigest, kind string) s
 func AlertID(captionID, rule string) string {
 	h := sha256.Sum256([]byte(captionID + "\x00" + KindAlert + "\x00" + rule))
 	return hex.EncodeToString(h[:16])
+}
+
+// Encode is a record's JSON, as every sink writes it.
+func Encode(r Record) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode record %s of source %q: %w", r.ID, r.SourceID, err)
+	}
+	return b, nil
 }

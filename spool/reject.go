@@ -51,7 +51,8 @@ func (s *Sink) sendAlone(e Entry) bool {
 		s.spool.Ack(one)
 		s.rejected.Add(1)
 		s.cfg.Metrics.Rejected(e.SourceID, 1)
-		s.log.Error().Err(err).Str("source", e.SourceID).Str("id", idOfPayload(e.Payload)).
+		id, _ := payloadKeys(e.Payload)
+		s.log.Error().Err(err).Str("source", e.SourceID).Str("id", id).
 			Str("file", filepath.Join(s.cfg.Spool.Dir, RejectedFile)).
 			Msg("kafka refused a record for good; moved it to the rejected file")
 		return true

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -213,9 +212,9 @@ func (s *Sink) write(ctx context.Context, recs []sink.Record, policy func(string
 	}
 	payloads := make([][]byte, len(recs))
 	for i, r := range recs {
-		b, err := json.Marshal(r)
+		b, err := sink.Encode(r)
 		if err != nil {
-			return fmt.Errorf("spooling sink: encode record %s of source %q: %w", r.ID, r.SourceID, err)
+			return fmt.Errorf("spooling sink: %w", err)
 		}
 		payloads[i] = b
 	}
@@ -382,15 +381,8 @@ func (s *Sink) replay() {
 
 // entryMessage is the message of a spooled record.
 func entryMessage(e Entry) sink.Message {
-	return sink.Message{SourceID: e.SourceID, ID: idOfPayload(e.Payload), Value: e.Payload}
-}
-
-func idOfPayload(p []byte) string {
-	var r struct {
-		ID string `json:"id"`
-	}
-	_ = json.Unmarshal(p, &r)
-	return r.ID
+	id, _ := payloadKeys(e.Payload)
+	return sink.Message{SourceID: e.SourceID, ID: id, Value: e.Payload}
 }
 
 // State returns broker state and spool figures.

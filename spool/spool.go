@@ -212,7 +212,7 @@ func (s *Spool) load() error {
 			if id < curSeg || (id == curSeg && fr.Offset < curOff) {
 				continue // acknowledged before the restart
 			}
-			src := sourceOfPayload(fr.Payload)
+			_, src := payloadKeys(fr.Payload)
 			s.entries = append(s.entries, spoolEntry{seq: s.nextSeq, seg: id, off: fr.Offset, size: fr.Size, source: src, live: fr.Live, at: fr.UnixNanos})
 			s.nextSeq++
 			s.bytes += int64(fr.Size)
@@ -233,14 +233,16 @@ func (s *Spool) load() error {
 	return nil
 }
 
-// sourceOfPayload extracts the source id of a spooled record; only used for
-// accounting, so a payload that is not a record yields "".
-func sourceOfPayload(p []byte) string {
+// payloadKeys reads the id and source id of a spooled record; they only
+// label logs, metrics and message headers, so a payload that is not a
+// record yields "".
+func payloadKeys(p []byte) (id, sourceID string) {
 	var r struct {
+		ID       string `json:"id"`
 		SourceID string `json:"source_id"`
 	}
 	_ = json.Unmarshal(p, &r)
-	return r.SourceID
+	return r.ID, r.SourceID
 }
 
 func (s *Spool) readCursor() (uint64, int64) {
