@@ -74,7 +74,9 @@ type SinkConfig struct {
 	// order. Default: that minimum.
 	SendTimeout time.Duration
 	// RetryInterval is the first pause between replay attempts while the
-	// broker is down; it doubles up to MaxRetryInterval. Defaults 250ms and 5s.
+	// broker is down; it doubles up to MaxRetryInterval (a retry.Backoff
+	// without jitter). Defaults DefaultRetryInterval and
+	// DefaultMaxRetryInterval.
 	RetryInterval, MaxRetryInterval time.Duration
 	// ReplayBatch is the most records per replay attempt. Default and
 	// maximum: the producer's MaxBatch, so that each partition gets at
@@ -113,7 +115,8 @@ type State struct {
 	LastError string
 }
 
-// Sink puts a disk spool between the pipeline and a KafkaSink.
+// Sink puts a disk spool between the pipeline and a Producer (the Kafka
+// sink).
 //
 // Write sends directly while the spool is empty. When the broker does not
 // acknowledge, the unacknowledged records are appended to the spool
@@ -122,9 +125,9 @@ type State struct {
 // each source's records reach Kafka in the order written. A background
 // replayer sends spooled records in order as soon as the broker answers,
 // and trims what was acknowledged. Delivery is at-least-once: a record may
-// arrive twice (same sink.Record.ID) after a retry or a crash, never zero times
-// unless the spool was full under the DropOldest policy (counted). Safe for
-// concurrent use; concurrent Writes are serialised.
+// arrive twice (same Record.ID) after a retry or a crash, never zero
+// times unless the spool was full under the DropOldest policy (counted).
+// Safe for concurrent use; concurrent Writes are serialised.
 type Sink struct {
 	cfg   SinkConfig
 	p     Producer
@@ -418,8 +421,8 @@ func (s *Sink) Flush(ctx context.Context) error {
 }
 
 // Close stops accepting writes, tries for up to CloseTimeout to deliver
-// what is spooled, stops the replayer and closes the spool and the Kafka
-// sink. Records still spooled stay on disk and are sent by the next
+// what is spooled, stops the replayer and closes the spool and the producer
+// (the Kafka sink). Records still spooled stay on disk and are sent by the next
 // Sink opened on the same directory.
 func (s *Sink) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
