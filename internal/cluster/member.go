@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"lookout/internal/retry"
 )
 
 // ProtocolType is the group protocol type: a Kafka group holds members of
@@ -138,7 +140,7 @@ func (m *Member) CatalogueChanged() {
 func (m *Member) Run(ctx context.Context) error {
 	defer m.cl.Close()
 	defer m.leave()
-	backoff := 200 * time.Millisecond
+	bo := retry.New(retry.Policy{Min: 200 * time.Millisecond, Max: 5 * time.Second})
 	var since time.Time // start of the current rebalance
 	for ctx.Err() == nil {
 		if since.IsZero() {
@@ -149,7 +151,7 @@ func (m *Member) Run(ctx context.Context) error {
 		case errors.Is(err, ErrRefused):
 			return err
 		case err == nil:
-			backoff = 200 * time.Millisecond
+			bo.Reset()
 			gen, n, lead := m.State()
 			m.log.Info().Int32("generation", gen).Int("members", n).Bool("leader", lead).
 				Dur("took", time.Since(since)).Msg("group assignment received")
@@ -167,12 +169,9 @@ func (m *Member) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		m.log.Warn().Err(err).Dur("retry_in", backoff).Msg("group join failed; the sources running here keep running")
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
+		delay := bo.Next()
+		m.log.Warn().Err(err).Dur("retry_in", delay).Msg("group join failed; the sources running here keep running")
+		_ = retry.Sleep(ctx, delay) // a cancelled ctx ends the loop
 	}
 	return nil
 }

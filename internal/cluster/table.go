@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"lookout/internal/logthrottle"
 )
 
 // Entry is one record of a compacted topic as a Table sees it.
@@ -114,14 +116,13 @@ func (t *Table) read(ctx context.Context, ends map[int32]int64, on func(Entry)) 
 	if len(ends) == 0 {
 		t.markSynced()
 	}
-	var warned time.Time
+	// At most one line per 30 s while the broker is away.
+	warn := logthrottle.New(30 * time.Second)
 	for ctx.Err() == nil {
 		fs := t.cl.PollFetches(ctx)
 		fs.EachError(func(_ string, _ int32, err error) {
-			// At most one line per 30 s while the broker is away.
-			if ctx.Err() == nil && time.Since(warned) > 30*time.Second {
-				warned = time.Now()
-				t.log.Warn().Err(err).Str("topic", t.topic).Msg("reading compacted topic; retrying")
+			if ok, held := warn.Allow(t.topic); ok && ctx.Err() == nil {
+				t.log.Warn().Err(err).Str("topic", t.topic).Int("held_back", held).Msg("reading compacted topic; retrying")
 			}
 		})
 		fs.EachRecord(func(r *kgo.Record) {
