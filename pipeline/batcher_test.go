@@ -179,7 +179,7 @@ func TestBatcherDrainsThenEndsAndDiscardsAtKill(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("the batcher did not end at the Kill")
 	}
-	if got := value(t, k.m.FramesDropped.WithLabelValues("src0", "killed")); got != 2 || k.lost.uncaptioned.Load() != 2 || k.released.Load() != 2 {
+	if got := k.m.get("FramesDropped", "src0", "killed"); got != 2 || k.lost.uncaptioned.Load() != 2 || k.released.Load() != 2 {
 		t.Errorf("at Kill: dropped %v, lost %d, released %d; want the 2 held frames", got, k.lost.uncaptioned.Load(), k.released.Load())
 	}
 }

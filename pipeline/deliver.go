@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/internal/logthrottle"
@@ -38,9 +37,7 @@ type deliverer struct {
 	retryMax    time.Duration
 	log         zerolog.Logger
 	limit       *logthrottle.Throttle
-	records     *prometheus.CounterVec // lookout_records_total{kind}
-	suppressed  *prometheus.CounterVec // lookout_records_suppressed_total{source}
-	latency     prometheus.Observer    // lookout_caption_latency_seconds
+	m           Metrics
 	lost        *losses
 }
 
@@ -100,7 +97,7 @@ func (d *deliverer) publish(batches []*doneBatch) ([]sink.Record, []ack) {
 			if r, ok := d.emitter.filter(r, b.emits[i]); ok {
 				recs = append(recs, r)
 			} else {
-				d.suppressed.WithLabelValues(r.SourceID).Inc()
+				d.m.RecordSuppressed(r.SourceID)
 			}
 			recs = append(recs, derived...)
 		}
@@ -122,12 +119,12 @@ func (d *deliverer) deliver(hard context.Context, recs []sink.Record, acks []ack
 			return err
 		}
 		for _, r := range recs {
-			d.records.WithLabelValues(r.Kind).Inc()
+			d.m.RecordsEmitted(r.Kind, 1)
 		}
 	}
 	delivered := time.Now()
 	for _, a := range acks { // suppressed records move checkpoints too
-		d.latency.Observe(delivered.Sub(a.captured).Seconds())
+		d.m.CaptionLatency(delivered.Sub(a.captured))
 		if d.onDelivered != nil {
 			d.onDelivered(a.source, a.pts)
 		}

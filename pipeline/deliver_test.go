@@ -40,8 +40,7 @@ func newDeliverKit(t *testing.T, sinks ...*fakeSink) *deliverKit {
 			k.acked = append(k.acked, fmt.Sprintf("%s/%d", src, pts))
 		},
 		timeout: time.Second, retryMin: time.Millisecond, retryMax: 5 * time.Millisecond,
-		log: zerolog.Nop(), limit: k.drop.limit, records: k.m.Records,
-		suppressed: k.m.RecordsSuppressed, latency: k.m.CaptionLatency, lost: k.lost}
+		log: zerolog.Nop(), limit: k.drop.limit, m: k.m, lost: k.lost}
 	go func() { k.ended <- k.d.run(context.Background(), k.in) }()
 	return k
 }
@@ -115,7 +114,7 @@ func TestDelivererAcksOnlyAfterEverySinkAccepted(t *testing.T) {
 	k := newDeliverKit(t, good, flaky)
 	k.in <- done(0, Emit{}, "a0", "a1")
 	waitFor(t, "the good sink's write and the flaky one's retries", 2*time.Second, func() bool {
-		return len(good.records()) == 2 && value(t, k.m.SinkFailed.WithLabelValues("flaky")) >= 20 // 10 failed attempts: it keeps retrying
+		return len(good.records()) == 2 && k.m.get("SinkFailed", "flaky") >= 20 // 10 failed attempts: it keeps retrying
 	})
 	if got := k.acks(); len(got) != 0 {
 		t.Errorf("OnDelivered saw %v while a sink had not accepted them", got)
@@ -151,7 +150,7 @@ func TestDelivererAcksSuppressedRecords(t *testing.T) {
 	if got := fmt.Sprint(k.acks()); got != "[a/0 a/1 a/2]" {
 		t.Errorf("OnDelivered saw %s, want every frame", got)
 	}
-	if got := value(t, k.m.RecordsSuppressed.WithLabelValues("a")); got != 2 {
+	if got := k.m.get("RecordsSuppressed", "a"); got != 2 {
 		t.Errorf("suppressed %v, want 2", got)
 	}
 }

@@ -73,7 +73,7 @@ func TestKindFilterSinks(t *testing.T) {
 	}
 	alerts := &filterSink{fakeSink{name: "alerts"}}
 	all := &fakeSink{name: "all"}
-	m := NewMetrics()
+	m := newRecMetrics()
 	capt := newFakeCaptioner()
 	p := New(Config{MaxBatch: 1, ExitWhenSourcesDone: true, Derive: derive}, capt, []sink.Sink{all, alerts}, zerolog.Nop(), m)
 	var emitted atomic.Int64
@@ -90,7 +90,7 @@ func TestKindFilterSinks(t *testing.T) {
 	if n := len(all.records()); n != 9 {
 		t.Errorf("the other sink got %d records, want 8 captions and 1 alert", n)
 	}
-	if v := value(t, m.SinkWritten.WithLabelValues("alerts")); v != 1 {
+	if v := m.get("SinkWritten", "alerts"); v != 1 {
 		t.Errorf("lookout_sink_written_total{sink=alerts} = %g, want 1", v)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/inference"
@@ -24,9 +23,7 @@ func Example() {
 		open      func(ctx context.Context) (ingest.Source, error)
 	)
 	log := zerolog.New(os.Stderr)
-	reg := prometheus.NewRegistry()
-	m := pipeline.NewMetrics()
-	reg.MustRegister(m.Collectors()...) // the service registers every collector in one place
+	var m pipeline.Metrics = pipeline.NopMetrics{} // the service passes its Prometheus recorder (internal/service/metrics.go)
 	cfg := pipeline.Config{MaxBatch: 8, Workers: 2}
 	if err := cfg.Validate(); err != nil {
 		log.Fatal().Err(err).Msg("config") // exit 2

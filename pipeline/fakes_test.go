@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
@@ -233,7 +232,7 @@ func (s *fakeSink) count(source string) int {
 // harness is a pipeline with fakes and a count of released frames.
 type harness struct {
 	p        *Pipeline
-	m        *Metrics
+	m        *recMetrics
 	capt     *fakeCaptioner
 	sinks    []*fakeSink
 	emitted  atomic.Int64
@@ -248,7 +247,7 @@ func newHarness(t *testing.T, cfg Config, capt *fakeCaptioner, sinks ...*fakeSin
 	if len(sinks) == 0 {
 		sinks = []*fakeSink{{name: "mem"}}
 	}
-	m := NewMetrics()
+	m := newRecMetrics()
 	ss := make([]sink.Sink, len(sinks))
 	for i, s := range sinks {
 		ss[i] = s
@@ -309,20 +308,66 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func value(t *testing.T, c prometheus.Metric) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	t.Fatalf("metric %v has no value", c.Desc())
-	return 0
+// recMetrics records the pipeline's metric events by the names of the
+// Prometheus collectors that the service feeds from them
+// (internal/service/metrics.go): counters add up, QueueDepth and
+// WorkersBusy hold the last value, BatchSize, StageLatency,
+// CaptionLatency and SinkWriteSeconds count observations.
+type recMetrics struct {
+	mu sync.Mutex
+	v  map[string]float64
 }
+
+var _ Metrics = (*recMetrics)(nil)
+
+func newRecMetrics() *recMetrics { return &recMetrics{v: map[string]float64{}} }
+
+func metricKey(name string, labels []string) string {
+	return strings.Join(append([]string{name}, labels...), "|")
+}
+
+func (r *recMetrics) add(v float64, name string, labels ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.v[metricKey(name, labels)] += v
+}
+
+func (r *recMetrics) set(v float64, name string, labels ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.v[metricKey(name, labels)] = v
+}
+
+// get is the value of name{labels}, 0 when never recorded.
+func (r *recMetrics) get(name string, labels ...string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.v[metricKey(name, labels)]
+}
+
+func (r *recMetrics) FrameReceived(src string) { r.add(1, "FramesReceived", src) }
+func (r *recMetrics) FramesDropped(src, reason string, n int) {
+	r.add(float64(n), "FramesDropped", src, reason)
+}
+func (r *recMetrics) SourceRestarted(src string)       { r.add(1, "SourceRestarts", src) }
+func (r *recMetrics) QueueDepth(src string, depth int) { r.set(float64(depth), "QueueDepth", src) }
+func (r *recMetrics) SourceRemoved(src string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.v, metricKey("QueueDepth", []string{src}))
+}
+func (r *recMetrics) CaptionFailed(src string)                   { r.add(1, "CaptionFailures", src) }
+func (r *recMetrics) BatchFormed(int)                            { r.add(1, "BatchSize") }
+func (r *recMetrics) StageLatency(stage string, _ time.Duration) { r.add(1, "StageLatency", stage) }
+func (r *recMetrics) CaptionLatency(time.Duration)               { r.add(1, "CaptionLatency") }
+func (r *recMetrics) WorkersBusy(delta int)                      { r.add(float64(delta), "WorkersBusy") }
+func (r *recMetrics) SinkWrite(name string, n int, _ time.Duration, err error) {
+	r.add(1, "SinkWriteSeconds", name)
+	if err != nil {
+		r.add(float64(n), "SinkFailed", name)
+		return
+	}
+	r.add(float64(n), "SinkWritten", name)
+}
+func (r *recMetrics) RecordsEmitted(kind string, n int) { r.add(float64(n), "Records", kind) }
+func (r *recMetrics) RecordSuppressed(src string)       { r.add(1, "RecordsSuppressed", src) }

@@ -78,7 +78,7 @@ type Pipeline struct {
 	model  string
 	sinks  []*sinkSlot
 	log    zerolog.Logger
-	m      *Metrics
+	m      Metrics
 	// release closes a frame's image; tests count calls through it.
 	release func(*ingest.Frame)
 	lost    *losses
@@ -121,12 +121,12 @@ const (
 
 // New builds a pipeline that captions with captioner and delivers to sinks.
 // cfg's zero fields take their defaults; an invalid cfg (see
-// Config.Validate) makes Run fail. m may be nil (metrics are then kept but
-// not registered anywhere). The pipeline neither closes the captioner nor
+// Config.Validate) makes Run fail. m may be nil (NopMetrics: nothing is
+// recorded). The pipeline neither closes the captioner nor
 // the sinks: the caller does after Run returned.
-func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerolog.Logger, m *Metrics) *Pipeline {
+func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerolog.Logger, m Metrics) *Pipeline {
 	if m == nil {
-		m = NewMetrics()
+		m = NopMetrics{}
 	}
 	p := &Pipeline{
 		cfg:     cfg.withDefaults(),
@@ -140,8 +140,6 @@ func New(cfg Config, captioner inference.Captioner, sinks []sink.Sink, log zerol
 		sources: map[string]*sourceRunner{},
 		sinks:   newSinkSlots(sinks, m),
 	}
-	sources := p.Sources
-	m.states.list.Store(&sources)
 	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
 	p.srcCtx, p.srcCancel = context.WithCancel(context.Background())
 	p.wire(captioner)
@@ -159,14 +157,14 @@ func (p *Pipeline) wire(captioner inference.Captioner) {
 	}
 	limit := logthrottle.New(c.LogInterval)
 	release := func(f *ingest.Frame) { p.release(f) }
-	p.drop = dropper{release: release, dropped: m.FramesDropped, lost: p.lost, limit: limit, interval: c.LogInterval}
+	p.drop = dropper{release: release, m: m, lost: p.lost, limit: limit, interval: c.LogInterval}
 	p.batcher = newBatcher(c.MaxBatch, c.MaxWait, p.drop)
 	p.workers = &workerPool{n: c.Workers, capt: capt, records: recordMaker{model: p.model, digest: digest},
 		onCaptioned: c.OnCaptioned, release: release, log: p.log, limit: limit,
-		failures: m.CaptionFailures, queueWait: m.StageLatency.WithLabelValues("queue"), lost: p.lost}
+		m: m, lost: p.lost}
 	p.deliverer = &deliverer{sinks: p.sinks, emitter: newEmitter(), derive: c.Derive, onDelivered: c.OnDelivered,
 		timeout: c.SinkTimeout, retryMin: c.SinkRetryMin, retryMax: c.SinkRetryMax, log: p.log, limit: limit,
-		records: m.Records, suppressed: m.RecordsSuppressed, latency: m.CaptionLatency, lost: p.lost}
+		m: m, lost: p.lost}
 }
 
 // Stop begins a graceful shutdown, like cancelling Run's context: sources

@@ -53,7 +53,7 @@ func TestBatcherFormsCrossSourceBatchesUpToMax(t *testing.T) {
 	if got := len(h.sinks[0].records()); got != 72 {
 		t.Errorf("sink got %d records, want 72", got)
 	}
-	if got := value(t, h.m.BatchSize); got != float64(len(capt.batchList())) {
+	if got := h.m.get("BatchSize"); got != float64(len(capt.batchList())) {
 		t.Errorf("lookout_batch_size observed %v batches, captioner saw %d", got, len(capt.batchList()))
 	}
 	h.checkReleased(t)
@@ -97,7 +97,7 @@ func TestLiveQueueDropsOldestCountsAndClosesMats(t *testing.T) {
 		t.Fatalf("Run: ended %v, err %v", ok, err)
 	}
 	recs := h.sinks[0].records()
-	dropped := value(t, h.m.FramesDropped.WithLabelValues("src0", "overflow"))
+	dropped := h.m.get("FramesDropped", "src0", "overflow")
 	if dropped == 0 {
 		t.Fatal("a slow captioner behind a fast live source dropped nothing")
 	}
@@ -114,7 +114,7 @@ func TestLiveQueueDropsOldestCountsAndClosesMats(t *testing.T) {
 	if last != n-1 {
 		t.Errorf("last delivered seq %d, want %d: drop-oldest keeps the newest frames", last, n-1)
 	}
-	if got := value(t, h.m.FramesReceived.WithLabelValues("src0")); got != n {
+	if got := h.m.get("FramesReceived", "src0"); got != n {
 		t.Errorf("frames_received %v, want %d", got, n)
 	}
 	h.checkReleased(t)
@@ -138,7 +138,7 @@ func TestReplayBlocksAndLosesNothing(t *testing.T) {
 			t.Fatalf("record %d: seq %d pts %d caption %q", i, r.Seq, r.PTSMillis, r.Caption)
 		}
 	}
-	if d := value(t, h.m.FramesDropped.WithLabelValues("src7", "overflow")); d != 0 {
+	if d := h.m.get("FramesDropped", "src7", "overflow"); d != 0 {
 		t.Errorf("replay dropped %v frames", d)
 	}
 	h.checkReleased(t)
@@ -249,16 +249,15 @@ func TestGracefulShutdownCaptionsQueuedFramesThenFlushes(t *testing.T) {
 	h.add(t, &fakeSource{idx: 0, n: -1}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := h.run(ctx)
-	depth := h.m.QueueDepth.WithLabelValues("src0")
 	waitFor(t, "a full queue behind the slow captioner", 5*time.Second, func() bool {
-		return value(t, depth) == 4 && len(h.sinks[0].records()) >= 2
+		return h.m.get("QueueDepth", "src0") == 4 && len(h.sinks[0].records()) >= 2
 	})
 	cancel()
 	if err, ok := wait(5 * time.Second); !ok || err != nil {
 		t.Fatalf("Run: ended %v, err %v", ok, err)
 	}
 	recs := h.sinks[0].records()
-	received := value(t, h.m.FramesReceived.WithLabelValues("src0"))
+	received := h.m.get("FramesReceived", "src0")
 	if float64(len(recs)) != received {
 		t.Errorf("%d records for %v received frames: queued frames were not captioned", len(recs), received)
 	}
@@ -323,7 +322,7 @@ func TestGapRecordPrecedesCaption(t *testing.T) {
 	if g.ID != sink.RecordID("src0", g.Run, pts, "sha256:fake", sink.KindGap) || g.ID == c.ID {
 		t.Errorf("gap id %s, caption id %s", g.ID, c.ID)
 	}
-	if got := value(t, h.m.Records.WithLabelValues(sink.KindGap)); got != 1 {
+	if got := h.m.get("Records", sink.KindGap); got != 1 {
 		t.Errorf("lookout_records_total{kind=gap} = %v", got)
 	}
 	h.checkReleased(t)
@@ -373,7 +372,7 @@ func TestFailingSourceRestartedWithBackoffWhileOthersFlow(t *testing.T) {
 			t.Errorf("reopen %d after %s, want about %s", i+1, got, w)
 		}
 	}
-	if got := value(t, h.m.SourceRestarts.WithLabelValues("src1")); got != 4 {
+	if got := h.m.get("SourceRestarts", "src1"); got != 4 {
 		t.Errorf("lookout_source_restarts_total{src1} = %v, want 4", got)
 	}
 	// src0 kept flowing while src1 failed.
@@ -437,7 +436,7 @@ func TestSinkFailuresAreRetriedAndNothingIsLost(t *testing.T) {
 	h.add(t, &fakeSource{idx: 0, n: 20}, nil)
 	wait := h.run(context.Background())
 	waitFor(t, "failed writes", 5*time.Second, func() bool {
-		return value(t, h.m.SinkFailed.WithLabelValues("flaky")) > 0 && h.p.Ready() != nil
+		return h.m.get("SinkFailed", "flaky") > 0 && h.p.Ready() != nil
 	})
 	if err := h.p.Ready(); !strings.Contains(fmt.Sprint(err), "sink flaky is down") {
 		t.Errorf("Ready() = %v while the sink fails", err)
@@ -458,7 +457,7 @@ func TestSinkFailuresAreRetriedAndNothingIsLost(t *testing.T) {
 			}
 		}
 	}
-	if got := value(t, h.m.SinkWritten.WithLabelValues("flaky")); got != 20 {
+	if got := h.m.get("SinkWritten", "flaky"); got != 20 {
 		t.Errorf("lookout_sink_written_total{flaky} = %v, want 20", got)
 	}
 	h.checkReleased(t)
@@ -492,7 +491,7 @@ func TestCaptionFailureIsolatesTheBadFrame(t *testing.T) {
 	if recs[3].Kind != sink.KindGap || recs[3].Seq != 3 {
 		t.Errorf("record 3 = %+v, want the gap record of the failed frame", recs[3])
 	}
-	if got := value(t, h.m.CaptionFailures.WithLabelValues("src0")); got != 1 {
+	if got := h.m.get("CaptionFailures", "src0"); got != 1 {
 		t.Errorf("lookout_caption_failures_total = %v, want 1", got)
 	}
 	h.checkReleased(t)
@@ -529,7 +528,7 @@ func TestRecordFields(t *testing.T) {
 	if l.Preprocess != 1 || l.Encode != 2 || l.Decode != 3 || l.Queue < 0 || l.Total <= 0 {
 		t.Errorf("latency %+v", l)
 	}
-	if got := value(t, h.m.CaptionLatency); got != 2 {
+	if got := h.m.get("CaptionLatency"); got != 2 {
 		t.Errorf("lookout_caption_latency_seconds has %v samples, want 2", got)
 	}
 }
@@ -601,8 +600,7 @@ func TestRemoveBlockedReplayReturnsAndCountsDiscards(t *testing.T) {
 	h := newHarness(t, Config{QueueSize: 3, MaxBatch: 1}, capt)
 	fs := h.add(t, &fakeSource{idx: 0, n: -1}, nil)
 	wait := h.run(context.Background())
-	depth := h.m.QueueDepth.WithLabelValues("src0")
-	waitFor(t, "a full queue", 5*time.Second, func() bool { return value(t, depth) == 3 })
+	waitFor(t, "a full queue", 5*time.Second, func() bool { return h.m.get("QueueDepth", "src0") == 3 })
 	waitFor(t, "the replay to block on its full queue", 5*time.Second, func() bool { return h.emitted.Load() == 1+1+3+1 })
 	done := make(chan error, 1)
 	go func() { done <- h.p.RemoveSource("src0") }()
@@ -616,7 +614,7 @@ func TestRemoveBlockedReplayReturnsAndCountsDiscards(t *testing.T) {
 	}
 	// 3 queued + 1 waiting to be queued; the one in the batcher and the one
 	// in the captioner stay in flight.
-	if got := value(t, h.m.FramesDropped.WithLabelValues("src0", "removed")); got != 4 {
+	if got := h.m.get("FramesDropped", "src0", "removed"); got != 4 {
 		t.Errorf("frames dropped as removed = %v, want 4", got)
 	}
 	if fs.closed.Load() != 1 {

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
@@ -47,7 +46,7 @@ type dropper struct {
 	// release closes a frame's image. It is read at each call, so that tests
 	// can count releases through Pipeline.release.
 	release func(*ingest.Frame)
-	dropped *prometheus.CounterVec
+	m       Metrics
 	lost    *losses
 	// limit and interval: overflow logs once per interval per source.
 	limit    *logthrottle.Throttle
@@ -67,7 +66,7 @@ func (d dropper) overflow(it queued) {
 // discard releases it and counts it under reason.
 func (d dropper) discard(it queued, reason string) {
 	d.release(&it.frame)
-	d.dropped.WithLabelValues(it.src.spec.ID, reason).Inc()
+	d.m.FramesDropped(it.src.spec.ID, reason, 1)
 	if reason == "killed" {
 		d.lost.uncaptioned.Add(1)
 	}
@@ -89,7 +88,7 @@ type frameQueue struct {
 	size   int
 	wake   chan<- struct{} // the batcher's wakeup, capacity 1
 	onDrop func(queued)
-	depth  prometheus.Gauge
+	depth  func(n int) // Metrics.QueueDepth of the queue's source
 
 	mu     sync.Mutex
 	buf    []queued
@@ -97,7 +96,7 @@ type frameQueue struct {
 	space  chan struct{} // capacity 1: signalled when a frame leaves
 }
 
-func newFrameQueue(live bool, size int, wake chan<- struct{}, depth prometheus.Gauge, onDrop func(queued)) *frameQueue {
+func newFrameQueue(live bool, size int, wake chan<- struct{}, depth func(n int), onDrop func(queued)) *frameQueue {
 	return &frameQueue{
 		live:   live,
 		size:   size,
@@ -136,7 +135,7 @@ func (q *frameQueue) push(ctx context.Context, it queued) error {
 			q.buf = q.buf[:len(q.buf)-1]
 		}
 		q.buf = append(q.buf, it)
-		q.depth.Set(float64(len(q.buf)))
+		q.depth(len(q.buf))
 		q.mu.Unlock()
 		if drop {
 			q.onDrop(dropped)
@@ -157,7 +156,7 @@ func (q *frameQueue) pop() (queued, bool) {
 	copy(q.buf, q.buf[1:])
 	q.buf[len(q.buf)-1] = queued{}
 	q.buf = q.buf[:len(q.buf)-1]
-	q.depth.Set(float64(len(q.buf)))
+	q.depth(len(q.buf))
 	signal(q.space)
 	return it, true
 }
@@ -179,7 +178,7 @@ func (q *frameQueue) drain() []queued {
 	q.closed = true
 	out := q.buf
 	q.buf = nil
-	q.depth.Set(0)
+	q.depth(0)
 	return out
 }
 

@@ -49,11 +49,12 @@ func (p *Pipeline) addSource(spec SourceSpec, open openFunc, version string) err
 // newRunner builds the runner and queue of one source.
 func (p *Pipeline) newRunner(spec SourceSpec, open openFunc, version string) *sourceRunner {
 	info := &sourceInfo{spec: spec, log: p.log.With().Str("source", spec.ID).Logger()}
-	q := newFrameQueue(spec.Live, p.cfg.QueueSize, p.batcher.wake, p.m.QueueDepth.WithLabelValues(spec.ID), p.drop.overflow)
+	q := newFrameQueue(spec.Live, p.cfg.QueueSize, p.batcher.wake, func(n int) { p.m.QueueDepth(spec.ID, n) }, p.drop.overflow)
 	return newSourceRunner(p.hardCtx, info, version, open, q, runnerConfig{
 		backoffMin: p.cfg.RestartBackoffMin, backoffMax: p.cfg.RestartBackoffMax, jitter: p.cfg.RestartJitter,
-		received: p.m.FramesReceived.WithLabelValues(spec.ID), restarts: p.m.SourceRestarts.WithLabelValues(spec.ID),
-		drop: p.drop,
+		received:  func() { p.m.FrameReceived(spec.ID) },
+		restarted: func() { p.m.SourceRestarted(spec.ID) },
+		drop:      p.drop,
 	})
 }
 
@@ -112,7 +113,7 @@ func (p *Pipeline) RemoveSource(id string) error {
 	r.stop()
 	p.drop.discardAll(r.queue, "removed")
 	p.batcher.remove(r.queue)
-	p.m.forgetSource(id)
+	p.m.SourceRemoved(id)
 	r.info.log.Info().Msg("source removed")
 	return nil
 }

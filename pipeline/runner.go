@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"lookout/ingest"
 	"lookout/internal/retry"
@@ -48,8 +47,7 @@ type sourceRunner struct {
 type runnerConfig struct {
 	backoffMin, backoffMax time.Duration
 	jitter                 float64
-	received               prometheus.Counter // lookout_source_frames_received_total{source}
-	restarts               prometheus.Counter // lookout_source_restarts_total{source}
+	received, restarted    func() // Metrics.FrameReceived, SourceRestarted of this source
 	drop                   dropper
 }
 
@@ -116,7 +114,7 @@ func (r *sourceRunner) run(ctx context.Context) error {
 				r.state.set(StateStopped, nil)
 				return nil
 			}
-			r.cfg.restarts.Inc()
+			r.cfg.restarted()
 			r.state.restarted()
 		}
 		r.state.set(StateOpening, nil)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"lookout/ingest"
@@ -22,7 +21,7 @@ import (
 // stageKit holds what the stages share in their unit tests: a dropper that
 // counts releases, fresh metrics and the loss counters.
 type stageKit struct {
-	m        *Metrics
+	m        *recMetrics
 	lost     *losses
 	drop     dropper
 	released atomic.Int64
@@ -31,7 +30,7 @@ type stageKit struct {
 
 func newStageKit(t *testing.T) *stageKit {
 	t.Helper()
-	m := NewMetrics()
+	m := newRecMetrics()
 	k := &stageKit{m: m, lost: &losses{}, wake: make(chan struct{}, 1)}
 	k.drop = dropper{
 		release: func(f *ingest.Frame) {
@@ -40,7 +39,7 @@ func newStageKit(t *testing.T) *stageKit {
 			}
 			_ = f.Close()
 		},
-		dropped: m.FramesDropped, lost: k.lost,
+		m: m, lost: k.lost,
 		limit: logthrottle.New(time.Second), interval: time.Second,
 	}
 	return k
@@ -52,7 +51,7 @@ func (k *stageKit) info(id string, live bool) *sourceInfo {
 
 // queue makes a queue of size for a source, dropping through the kit.
 func (k *stageKit) queue(live bool, size int) *frameQueue {
-	return newFrameQueue(live, size, k.wake, prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}), k.drop.overflow)
+	return newFrameQueue(live, size, k.wake, func(int) {}, k.drop.overflow)
 }
 
 // frame is queued frame seq of src, with a real image.
@@ -66,8 +65,9 @@ func (k *stageKit) frame(src *sourceInfo, idx int, seq int64) queued {
 func (k *stageKit) runner(ctx context.Context, info *sourceInfo, q *frameQueue, open openFunc) (*sourceRunner, chan error) {
 	r := newSourceRunner(context.Background(), info, "", open, q, runnerConfig{
 		backoffMin: 5 * time.Millisecond, backoffMax: 20 * time.Millisecond, jitter: 1e-9,
-		received: k.m.FramesReceived.WithLabelValues(info.spec.ID), restarts: k.m.SourceRestarts.WithLabelValues(info.spec.ID),
-		drop: k.drop,
+		received:  func() { k.m.FrameReceived(info.spec.ID) },
+		restarted: func() { k.m.SourceRestarted(info.spec.ID) },
+		drop:      k.drop,
 	})
 	ended := make(chan error, 1)
 	r.start(ctx, func(err error) { ended <- err })
@@ -109,7 +109,7 @@ func TestLiveQueueDropsOldestAndNeverBlocks(t *testing.T) {
 	if fmt.Sprint(seqs) != "[3 4]" {
 		t.Errorf("queue kept seqs %v, want the newest two [3 4]", seqs)
 	}
-	if got := value(t, k.m.FramesDropped.WithLabelValues("cam", "overflow")); got != 3 {
+	if got := k.m.get("FramesDropped", "cam", "overflow"); got != 3 {
 		t.Errorf("overflow drops counted %v, want 3", got)
 	}
 	if got := k.released.Load(); got != 5 {
@@ -158,7 +158,7 @@ func TestReplayQueueBlocksAndLosesNothing(t *testing.T) {
 	if fmt.Sprint(first.frame.Seq, seqs) != "0 [1 2]" {
 		t.Errorf("popped %d then %v, want 0 then [1 2]: nothing lost, in order", first.frame.Seq, seqs)
 	}
-	if got := value(t, k.m.FramesDropped.WithLabelValues("file", "overflow")); got != 0 {
+	if got := k.m.get("FramesDropped", "file", "overflow"); got != 0 {
 		t.Errorf("a replay queue dropped %v frames", got)
 	}
 }
@@ -232,7 +232,7 @@ func TestRunnerReopensSourcesThatCannotReopenThemselves(t *testing.T) {
 			if tc.wantOpens == 1 && got != 1 {
 				t.Errorf("opened %d times, want once", got)
 			}
-			if restarts := value(t, k.m.SourceRestarts.WithLabelValues("src")); restarts != float64(got-1) {
+			if restarts := k.m.get("SourceRestarts", "src"); restarts != float64(got-1) {
 				t.Errorf("lookout_source_restarts_total = %v after %d opens", restarts, got)
 			}
 			runs := map[string]int{} // frames per run
@@ -274,8 +274,8 @@ func TestRunReportsALiveSourceItsReaderGaveUpOn(t *testing.T) {
 	if !ok || err == nil || !strings.Contains(err.Error(), "source cam: next frame: unsupported codec") {
 		t.Fatalf("Run: ended %v, err %v; want the reader's error", ok, err)
 	}
-	if opens.Load() != 1 || value(t, h.m.SourceRestarts.WithLabelValues("cam")) != 0 {
-		t.Errorf("cam opened %d times, restarts %v: the pipeline reopened a self-reconnecting source", opens.Load(), value(t, h.m.SourceRestarts.WithLabelValues("cam")))
+	if opens.Load() != 1 || h.m.get("SourceRestarts", "cam") != 0 {
+		t.Errorf("cam opened %d times, restarts %v: the pipeline reopened a self-reconnecting source", opens.Load(), h.m.get("SourceRestarts", "cam"))
 	}
 	st := h.p.Sources()
 	if st[0].ID != "cam" || st[0].State != StateFailed || h.sinks[0].count("src0") != 20 || h.sinks[0].count("cam") != 3 {

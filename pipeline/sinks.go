@@ -87,7 +87,7 @@ type Readier interface {
 }
 
 // newSinkSlots names and meters sinks (see Namer).
-func newSinkSlots(sinks []sink.Sink, m *Metrics) []*sinkSlot {
+func newSinkSlots(sinks []sink.Sink, m Metrics) []*sinkSlot {
 	var slots []*sinkSlot
 	used := map[string]bool{}
 	for i, s := range sinks {

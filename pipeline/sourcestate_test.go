@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"lookout/ingest"
 )
 
@@ -110,38 +107,19 @@ func (s *healthSource) Next(ctx context.Context) (ingest.Frame, error) {
 	return s.fakeSource.Next(ctx)
 }
 
-// gauges returns lookout_source_up and the current lookout_source_state
-// per source from a registry holding m.
-func gauges(t *testing.T, m *Metrics) (up map[string]float64, state map[string]string) {
+// gauges returns what lookout_source_up and lookout_source_state show per
+// source: the service's collector reads them from Sources at each scrape
+// (internal/service/metrics.go, tested there).
+func gauges(t *testing.T, p *Pipeline) (up map[string]float64, state map[string]string) {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(m.states)
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	up, state = map[string]float64{}, map[string]string{}
-	label := func(m *dto.Metric, name string) string {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == name {
-				return l.GetValue()
-			}
+	for _, s := range p.Sources() {
+		if _, dup := state[s.ID]; dup {
+			t.Errorf("source %s listed twice", s.ID)
 		}
-		return ""
-	}
-	for _, f := range fams {
-		for _, m := range f.GetMetric() {
-			switch f.GetName() {
-			case "lookout_source_up":
-				up[label(m, "source")] = m.GetGauge().GetValue()
-			case "lookout_source_state":
-				if m.GetGauge().GetValue() == 1 {
-					if prev, dup := state[label(m, "source")]; dup {
-						t.Errorf("source %s in two states: %s and %s", label(m, "source"), prev, label(m, "state"))
-					}
-					state[label(m, "source")] = label(m, "state")
-				}
-			}
+		up[s.ID], state[s.ID] = 0, s.State
+		if s.State == StateRunning {
+			up[s.ID] = 1
 		}
 	}
 	return up, state
@@ -162,7 +140,7 @@ func TestSourceStateFollowsTheReadersHealth(t *testing.T) {
 	defer cancel()
 	wait := h.run(ctx)
 	waitFor(t, "src0 running", 2*time.Second, func() bool { return h.p.Sources()[0].State == StateRunning })
-	if up, state := gauges(t, h.m); up["src0"] != 1 || state["src0"] != StateRunning {
+	if up, state := gauges(t, h.p); up["src0"] != 1 || state["src0"] != StateRunning {
 		t.Errorf("gauges while running: up %v state %v", up, state)
 	}
 
@@ -172,7 +150,7 @@ func TestSourceStateFollowsTheReadersHealth(t *testing.T) {
 	if st.State != StateReconnecting || st.LastError != refused.Error() || st.DownSince.IsZero() {
 		t.Errorf("Sources() while down = %+v, want reconnecting with the reader's error", st)
 	}
-	if up, state := gauges(t, h.m); up["src0"] != 0 || state["src0"] != StateReconnecting {
+	if up, state := gauges(t, h.p); up["src0"] != 0 || state["src0"] != StateReconnecting {
 		t.Errorf("gauges while down: up %v state %v", up, state)
 	}
 	if err := h.p.Ready(); err != nil {
@@ -198,7 +176,7 @@ func TestSourceStateFollowsTheReadersHealth(t *testing.T) {
 	if err := h.p.RemoveSource("src0"); err != nil {
 		t.Fatal(err)
 	}
-	if up, state := gauges(t, h.m); len(up) != 1 || len(state) != 1 || up["src1"] != 1 {
+	if up, state := gauges(t, h.p); len(up) != 1 || len(state) != 1 || up["src1"] != 1 {
 		t.Errorf("gauges after removing src0: up %v state %v, want only src1", up, state)
 	}
 	cancel()

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
@@ -53,8 +52,7 @@ type workerPool struct {
 	release     func(*ingest.Frame) // read at each call, see dropper
 	log         zerolog.Logger
 	limit       *logthrottle.Throttle
-	failures    *prometheus.CounterVec // lookout_caption_failures_total
-	queueWait   prometheus.Observer    // lookout_stage_latency_seconds{stage=queue}
+	m           Metrics
 	lost        *losses
 
 	up             atomic.Int32 // workers running
@@ -125,7 +123,7 @@ func (w *workerPool) caption(hard context.Context, b *batch) *doneBatch {
 			continue
 		}
 		wait := start.Sub(it.enqueued)
-		w.queueWait.Observe(wait.Seconds())
+		w.m.StageLatency("queue", wait)
 		rec := w.records.caption(it, r, wait)
 		if w.onCaptioned != nil {
 			w.onCaptioned(rec, it.frame.Image)
@@ -190,7 +188,7 @@ func (w *workerPool) call(hard context.Context, images []gocv.Mat, tasks []strin
 
 // frameFailed counts and logs a frame that has no caption.
 func (w *workerPool) frameFailed(it queued, err error) {
-	w.failures.WithLabelValues(it.src.spec.ID).Inc()
+	w.m.CaptionFailed(it.src.spec.ID)
 	w.failed.Add(1)
 	if allow, held := w.limit.Allow("caption/" + it.src.spec.ID); allow {
 		it.src.log.Error().Err(err).Int64("seq", it.frame.Seq).Int64("pts_ms", it.frame.PTS.Milliseconds()).

@@ -29,7 +29,7 @@ func newPoolKit(t *testing.T, n int, capt *fakeCaptioner) *poolKit {
 	k := &poolKit{stageKit: newStageKit(t), capt: capt, in: make(chan *batch), out: make(chan *doneBatch), ended: make(chan struct{})}
 	k.pool = &workerPool{n: n, capt: capt, records: recordMaker{model: "fake-model", digest: "sha256:fake"},
 		release: k.drop.release, log: zerolog.Nop(), limit: k.drop.limit,
-		failures: k.m.CaptionFailures, queueWait: k.m.StageLatency.WithLabelValues("queue"), lost: k.lost}
+		m: k.m, lost: k.lost}
 	go func() {
 		defer close(k.ended)
 		k.pool.run(context.Background(), k.in, k.out)
@@ -112,8 +112,8 @@ func TestWorkerPoolRetriesAFailedBatchFrameByFrame(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Errorf("records %v, want %s", got, want)
 	}
-	if len(d.acks) != 2 || value(t, k.m.CaptionFailures.WithLabelValues("src0")) != 1 || k.pool.failed.Load() != 1 {
-		t.Errorf("acks %v, failures counted %v/%d; want 2 acks and 1 failure", d.acks, value(t, k.m.CaptionFailures.WithLabelValues("src0")), k.pool.failed.Load())
+	if len(d.acks) != 2 || k.m.get("CaptionFailures", "src0") != 1 || k.pool.failed.Load() != 1 {
+		t.Errorf("acks %v, failures counted %v/%d; want 2 acks and 1 failure", d.acks, k.m.get("CaptionFailures", "src0"), k.pool.failed.Load())
 	}
 	if k.pool.failedOutright.Load() {
 		t.Error("captioner marked failed though most frames were captioned")

@@ -2,12 +2,14 @@ package service
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"lookout/ingest"
+	"lookout/pipeline"
 	"lookout/sink"
 	"lookout/spool"
 )
@@ -15,9 +17,8 @@ import (
 // Every Prometheus collector of lookout is registered here, on the
 // service's one registry. Packages do not register anything: ingest, sink
 // and spool declare small recorder interfaces (ingest.Metrics,
-// sink.Metrics, spool.Metrics) that the types below implement; the
-// pipeline's decorators hold collectors it builds (pipeline.NewMetrics) and
-// the service registers them. Metric names and labels are part of the
+// sink.Metrics, spool.Metrics, pipeline.Metrics) that the types below
+// implement. Metric names and labels are part of the
 // interface (docs/RELIABILITY.md, the e2e tests): change them nowhere.
 
 // newRegistry is the service's registry, with the Go runtime's and the
@@ -205,4 +206,149 @@ func registerInGroup(reg prometheus.Registerer, inGroup func() bool) (prometheus
 	c := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lookout_cluster_in_group",
 		Help: "1 while this instance holds a current assignment from the group."}, func() float64 { return b2f(inGroup()) })
 	return c, register(reg, c)
+}
+
+// pipelineMetrics feeds the pipeline's events (pipeline.Metrics) to
+// Prometheus. Labels: source (a source's id), sink (the pipeline's sink
+// label), stage (queue, preprocess, encode, decode), kind (caption, gap),
+// reason (overflow, removed, killed).
+type pipelineMetrics struct {
+	// received: lookout_source_frames_received_total; dropped:
+	// lookout_source_frames_dropped_total{reason}; restarts:
+	// lookout_source_restarts_total (a live source's reconnects are
+	// lookout_source_outages_total instead); queueDepth:
+	// lookout_source_queue_depth; captionFailures:
+	// lookout_caption_failures_total.
+	received, dropped, restarts *prometheus.CounterVec
+	queueDepth                  *prometheus.GaugeVec
+	captionFailures             *prometheus.CounterVec
+	batchSize                   prometheus.Histogram
+	stageLatency                *prometheus.HistogramVec
+	captionLatency              prometheus.Histogram
+	workersBusy                 prometheus.Gauge
+	sinkWritten, sinkFailed     *prometheus.CounterVec
+	sinkWriteSeconds            *prometheus.HistogramVec
+	records, suppressed         *prometheus.CounterVec
+	// states serves lookout_source_up and lookout_source_state from the
+	// pipeline's sources (watch).
+	states *sourceStates
+}
+
+var _ pipeline.Metrics = (*pipelineMetrics)(nil)
+
+func newPipelineMetrics(reg prometheus.Registerer) (*pipelineMetrics, error) {
+	latency := prometheus.ExponentialBuckets(0.001, 2, 16) // 1ms .. ~33s
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	histogram := func(name, help string, buckets []float64) prometheus.HistogramOpts {
+		return prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}
+	}
+	m := &pipelineMetrics{
+		received: counter("lookout_source_frames_received_total", "Sampled frames that reached the pipeline.", "source"),
+		dropped: counter("lookout_source_frames_dropped_total",
+			"Frames discarded before captioning (overflow: live queue full; removed; killed).", "source", "reason"),
+		restarts: counter("lookout_source_restarts_total",
+			"Reopens of a source by the pipeline after it returned an error; a live source's reconnects after an outage are counted in lookout_source_outages_total instead.", "source"),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lookout_source_queue_depth",
+			Help: "Frames waiting in the source's queue."}, []string{"source"}),
+		captionFailures: counter("lookout_caption_failures_total", "Frames the captioner failed on (no record produced).", "source"),
+		batchSize: prometheus.NewHistogram(histogram("lookout_batch_size", "Frames per Caption call.",
+			[]float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64})),
+		stageLatency: prometheus.NewHistogramVec(histogram("lookout_stage_latency_seconds",
+			"Time a frame spent in a stage (queue, preprocess, encode, decode).", latency), []string{"stage"}),
+		captionLatency: prometheus.NewHistogram(histogram("lookout_caption_latency_seconds",
+			"Capture time to delivery of the caption record to every sink.", latency)),
+		workersBusy: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lookout_workers_busy", Help: "Caption calls in flight."}),
+		sinkWritten: counter("lookout_sink_written_total", "Records a sink accepted as durable.", "sink"),
+		sinkFailed:  counter("lookout_sink_write_failed_total", "Records in sink writes that failed (they are retried).", "sink"),
+		sinkWriteSeconds: prometheus.NewHistogramVec(histogram("lookout_sink_write_seconds",
+			"Duration of one sink Write call.", latency), []string{"sink"}),
+		records: counter("lookout_records_total", "Records delivered to every sink.", "kind"),
+		suppressed: counter("lookout_records_suppressed_total",
+			"Caption records not published because nothing changed (sources[].emit: changes).", "source"),
+		states: newSourceStates(),
+	}
+	if err := register(reg, m.received, m.dropped, m.restarts, m.queueDepth, m.captionFailures, m.batchSize,
+		m.stageLatency, m.captionLatency, m.workersBusy, m.sinkWritten, m.sinkFailed, m.sinkWriteSeconds,
+		m.records, m.suppressed, m.states); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *pipelineMetrics) FrameReceived(src string) { m.received.WithLabelValues(src).Inc() }
+func (m *pipelineMetrics) FramesDropped(src, reason string, n int) {
+	m.dropped.WithLabelValues(src, reason).Add(float64(n))
+}
+func (m *pipelineMetrics) SourceRestarted(src string) { m.restarts.WithLabelValues(src).Inc() }
+func (m *pipelineMetrics) QueueDepth(src string, depth int) {
+	m.queueDepth.WithLabelValues(src).Set(float64(depth))
+}
+
+// SourceRemoved deletes the removed source's gauge; its counters stay so
+// that rates remain correct.
+func (m *pipelineMetrics) SourceRemoved(src string) { m.queueDepth.DeleteLabelValues(src) }
+func (m *pipelineMetrics) CaptionFailed(src string) { m.captionFailures.WithLabelValues(src).Inc() }
+func (m *pipelineMetrics) BatchFormed(size int)     { m.batchSize.Observe(float64(size)) }
+func (m *pipelineMetrics) StageLatency(stage string, d time.Duration) {
+	m.stageLatency.WithLabelValues(stage).Observe(d.Seconds())
+}
+func (m *pipelineMetrics) CaptionLatency(d time.Duration) { m.captionLatency.Observe(d.Seconds()) }
+func (m *pipelineMetrics) WorkersBusy(delta int)          { m.workersBusy.Add(float64(delta)) }
+
+// SinkWrite counts a write's records as written or failed (failed writes
+// are retried) and times it.
+func (m *pipelineMetrics) SinkWrite(name string, n int, d time.Duration, err error) {
+	m.sinkWriteSeconds.WithLabelValues(name).Observe(d.Seconds())
+	if err != nil {
+		m.sinkFailed.WithLabelValues(name).Add(float64(n))
+		return
+	}
+	m.sinkWritten.WithLabelValues(name).Add(float64(n))
+}
+func (m *pipelineMetrics) RecordsEmitted(kind string, n int) {
+	m.records.WithLabelValues(kind).Add(float64(n))
+}
+func (m *pipelineMetrics) RecordSuppressed(src string) { m.suppressed.WithLabelValues(src).Inc() }
+
+// watch makes lookout_source_up and lookout_source_state show list's
+// sources (a pipeline's Sources; the last one watched, if several).
+func (m *pipelineMetrics) watch(list func() []pipeline.SourceState) { m.states.list.Store(&list) }
+
+// sourceStates is a collector that reads the sources' states at each
+// scrape, so that the gauges always agree with Sources and /readyz, and a
+// removed source's series vanish with it.
+type sourceStates struct {
+	up, state *prometheus.Desc
+	list      atomic.Pointer[func() []pipeline.SourceState]
+}
+
+func newSourceStates() *sourceStates {
+	return &sourceStates{
+		up: prometheus.NewDesc("lookout_source_up",
+			"1 while the source delivers frames (state running), 0 while it is opening, reconnecting, backing off, failed or ended.",
+			[]string{"source"}, nil),
+		state: prometheus.NewDesc("lookout_source_state",
+			"1 for the source's current state, 0 for the others (pending, opening, running, reconnecting, backoff, done, failed, stopped).",
+			[]string{"source", "state"}, nil),
+	}
+}
+
+func (c *sourceStates) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.state
+}
+
+func (c *sourceStates) Collect(ch chan<- prometheus.Metric) {
+	list := c.list.Load()
+	if list == nil {
+		return
+	}
+	for _, s := range (*list)() {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, b2f(s.State == pipeline.StateRunning), s.ID)
+		for _, st := range pipeline.SourceStates {
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, b2f(s.State == st), s.ID, st)
+		}
+	}
 }

@@ -53,7 +53,7 @@ type Service struct {
 	video *sink.AnnotateWriter
 	pipe  *pipeline.Pipeline
 	srcM  *sourceMetrics
-	pm    *pipeline.Metrics
+	pm    *pipelineMetrics
 	ckpt  checkpointStore
 	// fleet is set in cluster mode (fleet.go).
 	fleet *fleet
@@ -159,11 +159,9 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 
 	s.domain = newDomainWatch(s.model, log)
 
-	pm := pipeline.NewMetrics()
-	if err := register(s.reg, pm.Collectors()...); err != nil {
+	if s.pm, err = newPipelineMetrics(s.reg); err != nil {
 		return s, err
 	}
-	s.pm = pm
 	if cfg.DataDir != "" {
 		if s.ckpt, err = openCheckpoints(filepath.Join(cfg.DataDir, "checkpoints")); err != nil {
 			return s, err
@@ -180,7 +178,8 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		OnCaptioned:         s.captionedHooks(opt.OnCaptioned),
 		Derive:              s.derive,
 	}
-	s.pipe = pipeline.New(pcfg, s.model, withInstance(s.sinks, recordInstance(cfg)), log, pm)
+	s.pipe = pipeline.New(pcfg, s.model, withInstance(s.sinks, recordInstance(cfg)), log, s.pm)
+	s.pm.watch(s.pipe.Sources)
 	s.now.SetStates(s.pipe.Sources)
 	return s, nil
 }

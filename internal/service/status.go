@@ -63,7 +63,7 @@ func (s *Service) StatusHeader() statuspage.Header {
 // see drops, stale and gated frames as 0 rather than as no data.
 func (s *Service) exposeZeros(src config.Source) {
 	if s.pm != nil {
-		s.pm.FramesDropped.WithLabelValues(src.ID, "overflow")
+		s.pm.dropped.WithLabelValues(src.ID, "overflow")
 	}
 	s.srcM.stale.WithLabelValues(src.ID)
 	if src.Gate.Threshold > 0 {
