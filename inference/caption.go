@@ -26,6 +26,15 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 	if len(images) == 0 {
 		return nil, nil
 	}
+	return m.withWorkspace(over, func(ws *workspace, g *GenerationSettings) ([]Result, error) {
+		return m.captionRun(ctx, ws, images, g)
+	})
+}
+
+// withWorkspace resolves over on top of the model's generation settings and
+// runs f with a workspace, the model held open meanwhile: the frame of every
+// captioning call (BLIP, GIT and Florence-2 alike).
+func (m *Model) withWorkspace(over *GenerationOptions, f func(*workspace, *GenerationSettings) ([]Result, error)) ([]Result, error) {
 	g := m.gen
 	if over != nil {
 		var err error
@@ -40,13 +49,50 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 	}
 	ws := m.getWorkspace()
 	defer m.putWorkspace(ws)
-	n := len(images)
-	t0 := time.Now()
-	if err := m.preprocess(ws, images); err != nil {
-		return nil, err
+	return f(ws, &g)
+}
+
+// prepare preprocesses images into ws, then checks ctx before the encoder
+// runs; it returns when preprocessing started and ended.
+func (m *Model) prepare(ctx context.Context, ws *workspace, images []gocv.Mat) (t0, t1 time.Time, err error) {
+	t0 = time.Now()
+	if err = m.preprocess(ws, images); err != nil {
+		return t0, t0, err
 	}
-	t1 := time.Now()
-	if err := ctx.Err(); err != nil {
+	t1 = time.Now()
+	return t0, t1, ctx.Err()
+}
+
+// stageTimings splits the stage times of a batch of n images evenly: the
+// batch runs as one.
+func stageTimings(n int, t0, t1, t2, t3 time.Time) Timings {
+	per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
+	return Timings{Preprocess: per(t1.Sub(t0)), Encode: per(t2.Sub(t1)), Decode: per(t3.Sub(t2))}
+}
+
+// fillHypotheses sets r's tokens and mean log-probability from the best of
+// hyps (best first) and its alternatives from the others, their text by alt.
+func fillHypotheses(r *Result, hyps []hypothesis, alt func([]int64) (string, error)) error {
+	best := hyps[0]
+	r.Tokens = best.tokens
+	if len(best.tokens) > 0 {
+		r.MeanLogProb = best.sum / float64(len(best.tokens))
+	}
+	for _, h := range hyps[1:] {
+		c, err := alt(h.tokens)
+		if err != nil {
+			return err
+		}
+		r.Alternatives = append(r.Alternatives, Alternative{Caption: c, Tokens: h.tokens, Score: h.score})
+	}
+	return nil
+}
+
+// captionRun is one BLIP or GIT call: preprocess, encode, search, decode.
+func (m *Model) captionRun(ctx context.Context, ws *workspace, images []gocv.Mat, g *GenerationSettings) ([]Result, error) {
+	n := len(images)
+	t0, t1, err := m.prepare(ctx, ws, images)
+	if err != nil {
 		return nil, err
 	}
 	if err := m.encode(ws, n); err != nil {
@@ -58,29 +104,19 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 	}
 	doms := m.domainScores(ws.enc, n)
 	t2 := time.Now()
-	hyps, err := m.generate(ctx, ws, n, &g)
+	hyps, err := m.generate(ctx, ws, n, g)
 	if err != nil {
 		return nil, err
 	}
 	t3 := time.Now()
-	per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
 	out := make([]Result, n)
 	for i := range out {
 		r := &out[i]
-		best := hyps[i][0]
-		if r.Caption, err = m.tok.decode(best.tokens); err != nil {
+		if r.Caption, err = m.tok.decode(hyps[i][0].tokens); err != nil {
 			return nil, fmt.Errorf("model %s: %w", m.name, err)
 		}
-		r.Tokens = best.tokens
-		if len(best.tokens) > 0 {
-			r.MeanLogProb = best.sum / float64(len(best.tokens))
-		}
-		for _, h := range hyps[i][1:] {
-			c, err := m.tok.decode(h.tokens)
-			if err != nil {
-				return nil, fmt.Errorf("model %s: %w", m.name, err)
-			}
-			r.Alternatives = append(r.Alternatives, Alternative{Caption: c, Tokens: h.tokens, Score: h.score})
+		if err := fillHypotheses(r, hyps[i], m.tok.decode); err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.name, err)
 		}
 		if attrs != nil {
 			r.Attributes = attrs[i]
@@ -88,7 +124,7 @@ func (m *Model) CaptionWith(ctx context.Context, images []gocv.Mat, over *Genera
 		if doms != nil {
 			r.Domain = doms[i]
 		}
-		r.Timings = Timings{Preprocess: per(t1.Sub(t0)), Encode: per(t2.Sub(t1)), Decode: per(t3.Sub(t2))}
+		r.Timings = stageTimings(n, t0, t1, t2, t3)
 	}
 	return out, nil
 }

@@ -3,7 +3,6 @@ package inference
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -245,17 +244,7 @@ func (d *ortDecoder) gather(idx []int) error {
 // sameImages records the rows' images after gathering idx and reports whether
 // every row keeps the image it had (a beam reorder within each image).
 func (d *ortDecoder) sameImages(idx []int) bool {
-	if d.img == nil {
-		d.img = make([]int, d.rows)
-		for i := range d.img {
-			d.img[i] = i
-		}
-	}
-	img := make([]int, len(idx))
-	for r, src := range idx {
-		img[r] = d.img[src]
-	}
-	same := slices.Equal(img, d.img)
+	img, same := rowImages(&d.img, d.rows, idx)
 	d.img = img
 	return same
 }

@@ -87,51 +87,67 @@ func (d *crossDecoder) step(tokens []int64) ([]float32, error) {
 
 // keep copies the logits and the new cache out of the step's outputs.
 func (d *crossDecoder) keep(out []onnxValue) ([]float32, error) {
-	m := d.m
+	return keepCrossCache(d.m, &d.kv, &d.past, d.m.merged, out)
+}
+
+// keepCrossCache copies the logits and the new cache out of the outputs of
+// a decoder step whose cache holds, per layer, self-attention key and value
+// then cross-attention key and value (kv[4*layer+j]). A merged decoder
+// returns all four at every step; a split one's later steps only the first
+// two. Cross-attention keys come from step 0 only.
+func keepCrossCache(m *Model, kv *[][]float32, past *int, merged bool, out []onnxValue) ([]float32, error) {
 	logits, _, err := floatData(out[0])
 	if err != nil {
 		return nil, fmt.Errorf("model %s: decoder logits: %w", m.name, err)
 	}
 	logits = append([]float32(nil), logits...)
-	if d.kv == nil {
-		d.kv = make([][]float32, 4*m.layers)
+	if *kv == nil {
+		*kv = make([][]float32, 4*m.layers)
 	}
 	for l := 0; l < m.layers; l++ {
 		for j := 0; j < 4; j++ {
-			if j >= 2 && d.past > 0 {
+			if j >= 2 && *past > 0 {
 				continue // cross-attention keys come from step 0 only
 			}
 			src := 1 + 4*l + j
-			if !m.merged && d.past > 0 {
+			if !merged && *past > 0 {
 				src = 1 + 2*l + j
 			}
 			v, _, err := floatData(out[src])
 			if err != nil {
 				return nil, fmt.Errorf("model %s: decoder present %d: %w", m.name, src-1, err)
 			}
-			d.kv[4*l+j] = append(d.kv[4*l+j][:0:0], v...)
+			(*kv)[4*l+j] = append((*kv)[4*l+j][:0:0], v...)
 		}
 	}
-	d.past++
+	*past++
 	return logits, nil
 }
 
 // gather makes row i be the current row idx[i]; rows that keep their image
 // keep their encoder states and cross-attention keys in place.
 func (d *crossDecoder) gather(idx []int) error {
-	if err := checkGather(idx, d.rows); err != nil {
+	return gatherCrossCache(&d.rows, &d.img, &d.enc, d.kv, idx)
+}
+
+// gatherCrossCache makes row i be the current row idx[i] of a decoder
+// with encoder states enc and a cache laid out as keepCrossCache's; rows
+// that keep their image keep their encoder states and cross-attention keys
+// in place. img tracks each row's image (see rowImages).
+func gatherCrossCache(rows *int, img *[]int, enc *[]float32, kv [][]float32, idx []int) error {
+	if err := checkGather(idx, *rows); err != nil {
 		return err
 	}
-	img, same := rowImages(&d.img, d.rows, idx)
+	next, same := rowImages(img, *rows, idx)
 	if !same {
-		d.enc = pickRows(d.enc, d.rows, idx)
+		*enc = pickRows(*enc, *rows, idx)
 	}
-	for i := range d.kv {
+	for i := range kv {
 		if i%4 < 2 || !same {
-			d.kv[i] = pickRows(d.kv[i], d.rows, idx)
+			kv[i] = pickRows(kv[i], *rows, idx)
 		}
 	}
-	d.rows, d.img = len(idx), img
+	*rows, *img = len(idx), next
 	return nil
 }
 

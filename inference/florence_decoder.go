@@ -2,7 +2,6 @@ package inference
 
 import (
 	"fmt"
-	"slices"
 )
 
 // flDecoder steps Florence-2's merged BART decoder. Step 0 feeds empty past
@@ -36,38 +35,26 @@ func (d *flDecoder) step(tokens []int64) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	var vals []onnxValue
-	defer func() {
-		for _, v := range vals {
-			if v != nil {
-				release(v)
-			}
-		}
-	}()
+	var vals tensorList
+	defer vals.release()
 	in, err := d.inputs(emb, &vals)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]onnxValue, 1+4*m.layers)
-	if err := m.runSession(m.fl.decoder, in, out); err != nil {
-		return nil, fmt.Errorf("model %s: decoder run (%d rows, past %d): %s", m.name, d.rows, d.past, oneLine(err.Error()))
+	out, err := m.runDecoder(m.fl.decoder, in, 1+4*m.layers, d.rows, d.past)
+	if err != nil {
+		return nil, err
 	}
-	vals = append(vals, out...)
+	defer tensorList(out).release()
 	return d.keep(out)
 }
 
 // inputs builds the decoder's inputs for the current step; every tensor made
-// is appended to vals for the caller to destroy.
-func (d *flDecoder) inputs(emb []float32, vals *[]onnxValue) ([]onnxValue, error) {
+// is added to vals for the caller to destroy.
+func (d *flDecoder) inputs(emb []float32, vals *tensorList) ([]onnxValue, error) {
 	m := d.m
 	r, H, hd, D := int64(d.rows), int64(m.heads), int64(m.headDim), int64(m.hidden)
-	add := func(v onnxValue, err error) error {
-		if err != nil {
-			return fmt.Errorf("decoder tensor: %w", err)
-		}
-		*vals = append(*vals, v)
-		return nil
-	}
+	add := vals.add
 	if err := add(newTensor(emb, r, 1, D)); err != nil {
 		return nil, err
 	}
@@ -98,68 +85,13 @@ func (d *flDecoder) inputs(emb []float32, vals *[]onnxValue) ([]onnxValue, error
 	return *vals, nil
 }
 
-// keep copies the logits and the new cache out of the step's outputs.
+// keep copies the logits and the new cache out of the step's outputs (the
+// decoder is merged: every step returns the whole cache).
 func (d *flDecoder) keep(out []onnxValue) ([]float32, error) {
-	m := d.m
-	logits, _, err := floatData(out[0])
-	if err != nil {
-		return nil, fmt.Errorf("model %s: decoder logits: %w", m.name, err)
-	}
-	logits = append([]float32(nil), logits...)
-	if d.kv == nil {
-		d.kv = make([][]float32, 4*m.layers)
-	}
-	for i := 0; i < 4*m.layers; i++ {
-		if i%4 >= 2 && d.past > 0 {
-			continue // cross-attention keys come from step 0 only
-		}
-		v, _, err := floatData(out[1+i])
-		if err != nil {
-			return nil, fmt.Errorf("model %s: decoder present %d: %w", m.name, i, err)
-		}
-		d.kv[i] = append(d.kv[i][:0:0], v...)
-	}
-	d.past++
-	return logits, nil
+	return keepCrossCache(d.m, &d.kv, &d.past, true, out)
 }
 
 // gather makes row i be the current row idx[i] (cache and encoder states).
 func (d *flDecoder) gather(idx []int) error {
-	for _, v := range idx {
-		if v < 0 || v >= d.rows {
-			return fmt.Errorf("decoder gather: row %d out of %d", v, d.rows)
-		}
-	}
-	pick := func(s []float32) []float32 {
-		if len(s) == 0 {
-			return s
-		}
-		block := len(s) / d.rows
-		out := make([]float32, 0, block*len(idx))
-		for _, r := range idx {
-			out = append(out, s[r*block:(r+1)*block]...)
-		}
-		return out
-	}
-	if d.img == nil {
-		d.img = make([]int, d.rows)
-		for i := range d.img {
-			d.img[i] = i
-		}
-	}
-	img := make([]int, len(idx))
-	for r, src := range idx {
-		img[r] = d.img[src]
-	}
-	sameImages := slices.Equal(img, d.img)
-	if !sameImages {
-		d.enc = pick(d.enc)
-	}
-	for i := range d.kv {
-		if i%4 < 2 || !sameImages {
-			d.kv[i] = pick(d.kv[i])
-		}
-	}
-	d.rows, d.img = len(idx), img
-	return nil
+	return gatherCrossCache(&d.rows, &d.img, &d.enc, d.kv, idx)
 }

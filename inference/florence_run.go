@@ -113,31 +113,16 @@ func (m *Model) CaptionTask(ctx context.Context, images []gocv.Mat, task string,
 	if err != nil {
 		return nil, err
 	}
-	g := m.gen
-	if over != nil {
-		if g, err = m.regen(over); err != nil {
-			return nil, err
-		}
-	}
-	m.life.RLock()
-	defer m.life.RUnlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
-	ws := m.getWorkspace()
-	defer m.putWorkspace(ws)
-	return m.florenceRun(ctx, ws, images, task, &g)
+	return m.withWorkspace(over, func(ws *workspace, g *GenerationSettings) ([]Result, error) {
+		return m.florenceRun(ctx, ws, images, task, g)
+	})
 }
 
 // florenceRun is one Florence-2 call: preprocess, encode, search, answer.
 func (m *Model) florenceRun(ctx context.Context, ws *workspace, images []gocv.Mat, task string, g *GenerationSettings) ([]Result, error) {
 	n := len(images)
-	t0 := time.Now()
-	if err := m.preprocess(ws, images); err != nil {
-		return nil, err
-	}
-	t1 := time.Now()
-	if err := ctx.Err(); err != nil {
+	t0, t1, err := m.prepare(ctx, ws, images)
+	if err != nil {
 		return nil, err
 	}
 	enc, seq, err := m.florenceEncode(ws, n, task)
@@ -151,24 +136,21 @@ func (m *Model) florenceRun(ctx context.Context, ws *workspace, images []gocv.Ma
 		return nil, err
 	}
 	t3 := time.Now()
-	per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
+	// An alternative that does not decode is kept, with no text.
+	altText := func(ids []int64) (string, error) {
+		text, _ := m.tok.decodeRaw(ids)
+		return florencePureText(text), nil
+	}
 	out := make([]Result, n)
 	for i := range out {
-		r, best := &out[i], hyps[i][0]
-		text, err := m.tok.decodeRaw(best.tokens)
+		r := &out[i]
+		text, err := m.tok.decodeRaw(hyps[i][0].tokens)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", m.name, err)
 		}
 		florenceAnswer(r, task, text, images[i].Cols(), images[i].Rows())
-		r.Tokens = best.tokens
-		if len(best.tokens) > 0 {
-			r.MeanLogProb = best.sum / float64(len(best.tokens))
-		}
-		for _, h := range hyps[i][1:] {
-			alt, _ := m.tok.decodeRaw(h.tokens)
-			r.Alternatives = append(r.Alternatives, Alternative{Caption: florencePureText(alt), Tokens: h.tokens, Score: h.score})
-		}
-		r.Timings = Timings{Preprocess: per(t1.Sub(t0)), Encode: per(t2.Sub(t1)), Decode: per(t3.Sub(t2))}
+		_ = fillHypotheses(r, hyps[i], altText) // altText never fails
+		r.Timings = stageTimings(n, t0, t1, t2, t3)
 	}
 	return out, nil
 }

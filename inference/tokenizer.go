@@ -46,7 +46,14 @@ func loadTokenizer(data []byte) (d *detokenizer, err error) {
 
 // decode returns the text of ids without special tokens, stripped of surrounding space.
 // Ids outside the vocabulary are dropped (the library's behaviour).
-func (d *detokenizer) decode(ids []int64) (s string, err error) {
+func (d *detokenizer) decode(ids []int64) (string, error) {
+	s, err := d.decodeIDs(ids, true)
+	return strings.TrimSpace(s), err
+}
+
+// decodeIDs decodes the ids inside the vocabulary, with or without the
+// special tokens, turning a panic of the library into an error.
+func (d *detokenizer) decodeIDs(ids []int64, skipSpecial bool) (s string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s, err = "", fmt.Errorf("tokenizer decode failed: %v", oneLine(fmt.Sprint(r)))
@@ -58,7 +65,7 @@ func (d *detokenizer) decode(ids []int64) (s string, err error) {
 			in = append(in, int(id))
 		}
 	}
-	return strings.TrimSpace(replaceInvalidUTF8(d.tk.Decode(in, true))), nil
+	return replaceInvalidUTF8(d.tk.Decode(in, skipSpecial)), nil
 }
 
 // replaceInvalidUTF8 does what Python's bytes.decode("utf-8", errors="replace")
@@ -147,17 +154,4 @@ func (d *detokenizer) encode(text string) (ids []int64, err error) {
 // decodeRaw returns the text of ids with special tokens kept, untrimmed, as
 // transformers' batch_decode(skip_special_tokens=False) (Florence-2's answers
 // carry their structure in <loc_*> and other added tokens).
-func (d *detokenizer) decodeRaw(ids []int64) (s string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s, err = "", fmt.Errorf("tokenizer decode failed: %v", oneLine(fmt.Sprint(r)))
-		}
-	}()
-	in := make([]int, 0, len(ids))
-	for _, id := range ids {
-		if id >= 0 && id < int64(d.vocab) {
-			in = append(in, int(id))
-		}
-	}
-	return replaceInvalidUTF8(d.tk.Decode(in, false)), nil
-}
+func (d *detokenizer) decodeRaw(ids []int64) (string, error) { return d.decodeIDs(ids, false) }
