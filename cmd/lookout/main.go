@@ -93,6 +93,20 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// groupCmd is a command that only groups subs: alone it prints its help,
+// and an argument that is no subcommand is bad usage (exit 2).
+func groupCmd(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
 // minArgs requires n arguments; what says what to give.
 func minArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -16,14 +16,7 @@ import (
 )
 
 func newRulesCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "rules",
-		Short: "Check and replay alert rules offline",
-		Args:  noArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newRulesTestCmd())
-	return cmd
+	return groupCmd("rules", "Check and replay alert rules offline", "", newRulesTestCmd())
 }
 
 func newRulesTestCmd() *cobra.Command {

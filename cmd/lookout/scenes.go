@@ -21,16 +21,10 @@ import (
 // newScenesCmd groups the synthetic-scene tools: rendering clips with their
 // truth, rendering training sets, and scoring captions against the truth.
 func newScenesCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "scenes",
-		Short: "Render synthetic scenes with known captions and score captions against them",
-		Long: `Synthetic scenes are procedurally drawn video whose true caption is known for
+	return groupCmd("scenes", "Render synthetic scenes with known captions and score captions against them",
+		`Synthetic scenes are procedurally drawn video whose true caption is known for
 every frame (docs/SCENES.md). Domains: driving, surveillance.`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newScenesVideoCmd(), newScenesDatasetCmd(), newScenesScoreCmd())
-	return cmd
+		newScenesVideoCmd(), newScenesDatasetCmd(), newScenesScoreCmd())
 }
 
 func newScenesVideoCmd() *cobra.Command {

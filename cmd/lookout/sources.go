@@ -74,19 +74,36 @@ func (o *sourcesOpts) open(ctx context.Context) (*cluster.Catalogue, string, []k
 	return c, group, opts, nil
 }
 
+// withCatalogue opens the catalogue within --timeout, runs f on it (with
+// the group and client options, for ls) and closes it.
+func (o *sourcesOpts) withCatalogue(cmd *cobra.Command, f func(ctx context.Context, c *cluster.Catalogue, group string, opts []kgo.Opt) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	c, group, opts, err := o.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return f(ctx, c, group, opts)
+}
+
+// checkSource is what the catalogue's readers will do with s: encode it
+// and parse it back (a valid source survives both).
+func checkSource(s config.Source) error {
+	b, err := cluster.EncodeSource(s)
+	if err == nil {
+		_, err = cluster.ParseSourceValue(s.ID, b)
+	}
+	return err
+}
+
 func newSourcesCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "sources",
-		Short: "Edit and list the fleet's source catalogue (cluster mode)",
-		Long: `The fleet's sources live in a compacted Kafka topic (cluster.catalogue,
+	return groupCmd("sources", "Edit and list the fleet's source catalogue (cluster mode)",
+		`The fleet's sources live in a compacted Kafka topic (cluster.catalogue,
 default lookout.sources), keyed by source id; every instance with
 cluster.enabled follows it and the group decides which instance runs which
 source (docs/SCALING.md).`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newSourcesPutCmd(), newSourcesRmCmd(), newSourcesLsCmd())
-	return cmd
+		newSourcesPutCmd(), newSourcesRmCmd(), newSourcesLsCmd())
 }
 
 func newSourcesPutCmd() *cobra.Command {
@@ -120,28 +137,19 @@ written; the owning instance starts or restarts it within about a second.`,
 				srcs = []config.Source{src}
 			}
 			for _, s := range srcs {
-				b, err := cluster.EncodeSource(s)
-				if err == nil {
-					_, err = cluster.ParseSourceValue(s.ID, b)
-				}
-				if err != nil {
+				if err := checkSource(s); err != nil {
 					return usageError{err}
 				}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			c, _, _, err := o.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for _, s := range srcs {
-				if err := c.Put(ctx, s); err != nil {
-					return fmt.Errorf("sources put %s: %w", s.ID, err)
+			return o.withCatalogue(cmd, func(ctx context.Context, c *cluster.Catalogue, _ string, _ []kgo.Opt) error {
+				for _, s := range srcs {
+					if err := c.Put(ctx, s); err != nil {
+						return fmt.Errorf("sources put %s: %w", s.ID, err)
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), "put", s.ID)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), "put", s.ID)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	o.flags(cmd)
@@ -204,11 +212,7 @@ func readSourcesFile(path string) ([]config.Source, error) {
 		if out[i].Every == 0 && out[i].FPS == 0 {
 			out[i].Every = time.Second
 		}
-		enc, err := cluster.EncodeSource(out[i])
-		if err == nil {
-			_, err = cluster.ParseSourceValue(out[i].ID, enc)
-		}
-		if err != nil {
+		if err := checkSource(out[i]); err != nil {
 			return nil, fmt.Errorf("%s: sources[%d] (%s): %w", path, i, out[i].ID, err)
 		}
 	}
@@ -231,27 +235,22 @@ func newSourcesRmCmd() *cobra.Command {
 		Short: "Remove sources from the catalogue (the owner stops them within about a second)",
 		Args:  minArgs(1, "give the id of the source to remove"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			c, _, _, err := o.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			known := map[string]bool{}
-			for _, s := range c.Sources() {
-				known[s.ID] = true
-			}
-			for _, id := range args {
-				if !known[id] {
-					return usagef("sources rm: %q is not in the catalogue (lookout sources ls lists it)", id)
+			return o.withCatalogue(cmd, func(ctx context.Context, c *cluster.Catalogue, _ string, _ []kgo.Opt) error {
+				known := map[string]bool{}
+				for _, s := range c.Sources() {
+					known[s.ID] = true
 				}
-				if err := c.Remove(ctx, id); err != nil {
-					return fmt.Errorf("sources rm %s: %w", id, err)
+				for _, id := range args {
+					if !known[id] {
+						return usagef("sources rm: %q is not in the catalogue (lookout sources ls lists it)", id)
+					}
+					if err := c.Remove(ctx, id); err != nil {
+						return fmt.Errorf("sources rm %s: %w", id, err)
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), "removed", id)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), "removed", id)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	o.flags(cmd)
@@ -270,27 +269,22 @@ ops address: running, reconnecting, backoff, ...; "refused" when the owner's
 cluster.allow refuses it; "unassigned" while no instance owns it).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			c, group, opts, err := o.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			view, err := cluster.Describe(ctx, opts, group)
-			if err != nil {
-				return err
-			}
-			rows := listRows(ctx, c.Sources(), view)
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(rows)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tURI\tWEIGHT\tOWNER\tSTATE")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.URI, r.Weight, r.Owner, r.State)
-			}
-			return tw.Flush()
+			return o.withCatalogue(cmd, func(ctx context.Context, c *cluster.Catalogue, group string, opts []kgo.Opt) error {
+				view, err := cluster.Describe(ctx, opts, group)
+				if err != nil {
+					return err
+				}
+				rows := listRows(ctx, c.Sources(), view)
+				if asJSON {
+					return json.NewEncoder(cmd.OutOrStdout()).Encode(rows)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tURI\tWEIGHT\tOWNER\tSTATE")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.URI, r.Weight, r.Owner, r.State)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	o.flags(cmd)
