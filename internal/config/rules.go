@@ -2,8 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -112,7 +113,7 @@ func (c Config) ruleProblems() []problem {
 		}
 		for j, id := range r.Sources {
 			if !sources[id] {
-				bad(fmt.Sprintf("%s.sources[%d]", f, j), "%q is not a configured source (known: %s)", id, strings.Join(sortedKeys(sources), ", "))
+				bad(fmt.Sprintf("%s.sources[%d]", f, j), "%q is not a configured source (known: %s)", id, strings.Join(slices.Sorted(maps.Keys(sources)), ", "))
 			}
 		}
 		for j, k := range r.Keywords {
@@ -125,7 +126,7 @@ func (c Config) ruleProblems() []problem {
 				bad(f+".regex", "does not compile: %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 			}
 		}
-		for _, slot := range sortedKeys(r.Attributes) {
+		for _, slot := range slices.Sorted(maps.Keys(r.Attributes)) {
 			if !slotName.MatchString(slot) {
 				bad(f+".attributes."+slot, "%q is not a slot name (letters, digits and '_')", slot)
 			} else if strings.TrimSpace(r.Attributes[slot]) == "" {
@@ -166,13 +167,4 @@ func (c Config) ruleProblems() []problem {
 // outside this package, such as slots against the model's attributes.
 func (c Config) RuleErr(i int, field string, err error) *FieldError {
 	return c.FieldErr(fmt.Sprintf("rules[%d].%s", i, field), err)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -14,8 +14,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -74,10 +75,10 @@ func Check(c config.Config, schema Schema) error {
 	}
 	var errs []error
 	for i, r := range c.Rules {
-		for _, slot := range sortedKeys(r.Attributes) {
+		for _, slot := range slices.Sorted(maps.Keys(r.Attributes)) {
 			vals, ok := schema[slot]
 			if !ok {
-				have := sortedKeys(schema)
+				have := slices.Sorted(maps.Keys(schema))
 				msg := "the model has no attribute heads"
 				if len(have) > 0 {
 					msg = "known: " + strings.Join(have, ", ")
@@ -294,13 +295,4 @@ func contains(vals []string, v string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
