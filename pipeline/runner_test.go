@@ -236,17 +236,20 @@ func TestRunnerReopensSourcesThatCannotReopenThemselves(t *testing.T) {
 				t.Errorf("lookout_source_restarts_total = %v after %d opens", restarts, got)
 			}
 			runs := map[string]int{} // frames per run
+			last := ""               // the run of the last frame queued
 			for _, it := range k.popAll(q) {
 				runs[it.run]++
+				last = it.run
 			}
 			if tc.live {
 				// One run per opening: each gave 2 frames, bar the last one,
-				// which the cancel may have cut off before its first.
+				// which the cancel may have cut off before its first or
+				// second frame.
 				if len(runs) < int(got)-1 {
 					t.Errorf("%d runs over %d openings of a live source, want one per opening", len(runs), got)
 				}
 				for run, n := range runs {
-					if n != 2 {
+					if n != 2 && !(run == last && n == 1) {
 						t.Errorf("run %s has %d frames, want the 2 of one opening", run, n)
 					}
 				}
