@@ -13,7 +13,7 @@ PY := $(STATE)/venv/bin/python
 CKPT ?=
 FUZZTIME ?= 10s
 
-.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench soak chaos capacity page-cost clean
+.PHONY: all deps deps-go deps-py build test test-go test-py test-soak test-capacity test-demo fuzz vet demo model export golden bench bench-models soak chaos capacity page-cost clean
 
 all: build
 
@@ -89,6 +89,12 @@ golden: build deps-py
 bench: build deps-py
 	$(PY) scripts/bench-python.py --model models/demo --threads 1 \
 		$(if $(wildcard $(STATE)/runs/demo/ckpt),--pytorch $(STATE)/runs/demo/ckpt,--skip pytorch) $(BENCH_FLAGS)
+
+## bench-models: CPU per caption of random-weight ViT-GPT2 base and Florence-2 base (and the tiny fixtures) through
+## lookout caption on a 720p clip, batch 1 and 8 (docs/MODELS.md); builds the models once into .state/basebench
+## (about 1.3 GB); BENCH_MODELS_FLAGS adds flags (--seconds 10, --only tiny-vit-gpt2)
+bench-models: build deps-py
+	$(PY) scripts/bench-models.py $(BENCH_MODELS_FLAGS)
 
 soak: build
 	scripts/soak.sh 30m 60s

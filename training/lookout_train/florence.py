@@ -60,16 +60,19 @@ def corpus() -> list[str]:
     return prompts * 3 + words + ["OPEN 24 HOURS", "EXIT", "SPEED LIMIT 50"]
 
 
-def build_tokenizer(out: str):
+def build_tokenizer(out: str, tok=None):
+    """BART tokenizer + Florence-2's tokens saved into out. tok: the byte-level BPE to wrap (its ids 0-3 must be
+    <s> <pad> </s> <unk>); default one trained on the tiny corpus (420 tokens)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import BartTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=420, min_frequency=2, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus(), trainer=trainer)
+    if tok is None:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=420, min_frequency=2, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        tok.train_from_iterator(corpus(), trainer=trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), add_prefix_space=False)
     fast = BartTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                              unk_token="<unk>", cls_token="<s>", sep_token="</s>", mask_token="<unk>",
@@ -160,7 +163,7 @@ def kv_names(layers: int, prefix: str) -> list[str]:
     return [f"{prefix}.{i}.{part}.{kv}" for i in range(layers) for part in ("decoder", "encoder") for kv in ("key", "value")]
 
 
-def export(m, out: str, prompt_len: int = 12):
+def export(m, out: str, prompt_len: int = 12, size: int = SIZE):
     onnx_dir = os.path.join(out, "onnx")
     os.makedirs(onnx_dir, exist_ok=True)
     tc = m.config.text_config
@@ -169,7 +172,7 @@ def export(m, out: str, prompt_len: int = 12):
     B, T, P = 2, 77, 3
     kw = dict(opset_version=17, dynamo=False, do_constant_folding=True)
     with torch.no_grad():
-        pix = torch.randn(B, 3, SIZE, SIZE)
+        pix = torch.randn(B, 3, size, size)
         torch.onnx.export(VisionEncoder(m), (pix,), os.path.join(onnx_dir, "vision_encoder.onnx"),
                           input_names=["pixel_values"], output_names=["image_features"],
                           dynamic_axes={"pixel_values": {0: "batch_size"}, "image_features": {0: "batch_size"}}, **kw)
@@ -203,11 +206,12 @@ def export(m, out: str, prompt_len: int = 12):
                           output_names=["logits", *outs], dynamic_axes=axes, **kw)
 
 
-def write_configs(m, fast, out: str):
+def write_configs(m, fast, out: str, size: int = SIZE):
     from transformers import CLIPImageProcessor, GenerationConfig
 
-    n_img = m.get_image_features(torch.zeros(1, 3, SIZE, SIZE)).shape[1]
-    ip = CLIPImageProcessor(size={"height": SIZE, "width": SIZE}, crop_size={"height": SIZE, "width": SIZE},
+    with torch.no_grad():
+        n_img = m.get_image_features(torch.zeros(1, 3, size, size)).shape[1]
+    ip = CLIPImageProcessor(size={"height": size, "width": size}, crop_size={"height": size, "width": size},
                             do_center_crop=False, resample=3, image_mean=[0.485, 0.456, 0.406],
                             image_std=[0.229, 0.224, 0.225])
     ip.image_seq_length = int(n_img)

@@ -44,3 +44,30 @@ def save_hf_tokenizer(tok: Tokenizer, out_dir: str, model_max_length: int = 64):
     )
     fast.save_pretrained(out_dir)
     return fast
+
+
+def synthetic_bpe(size: int, front: Iterable[str] = (), back: Iterable[str] = ()) -> Tokenizer:
+    """A byte-level BPE of exactly size tokens with no training corpus: front specials, the 256 byte symbols,
+    two-symbol merges of the byte alphabet in order, back specials. It stands in for a real vocabulary of the
+    same size (GPT-2's 50257, BART's 50265) when only the cost of a model of real dimensions matters: every
+    id decodes, the embedding and output tables have their real shapes."""
+    front, back = list(front), list(back)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    n_merges = size - len(front) - len(back) - len(alphabet)
+    if n_merges < 0 or n_merges > len(alphabet) ** 2:
+        raise ValueError(f"synthetic_bpe: size {size} cannot be made from {len(alphabet)} byte symbols")
+    vocab = {t: i for i, t in enumerate(front + alphabet)}
+    merges = []
+    for a in alphabet:
+        for b in alphabet:
+            if len(merges) == n_merges:
+                break
+            merges.append((a, b))
+            vocab[a + b] = len(vocab)
+    for t in back:
+        vocab[t] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
+    tok.add_special_tokens(front + back)
+    return tok
