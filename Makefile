@@ -92,7 +92,7 @@ bench: build deps-py
 
 ## bench-models: CPU per caption of random-weight ViT-GPT2 base and Florence-2 base (and the tiny fixtures) through
 ## lookout caption on a 720p clip, batch 1 and 8 (docs/MODELS.md); builds the models once into .state/basebench
-## (about 1.3 GB); BENCH_MODELS_FLAGS adds flags (--seconds 10, --only tiny-vit-gpt2)
+## (about 3 GB of ONNX graphs); BENCH_MODELS_FLAGS adds flags (--seconds 10, --only tiny-vit-gpt2)
 bench-models: build deps-py
 	$(PY) scripts/bench-models.py $(BENCH_MODELS_FLAGS)
 

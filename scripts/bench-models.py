@@ -24,7 +24,7 @@ process's CPU seconds (user + system, from wait4's rusage), wall time and peak R
 model load, first caption) is measured on a 1-second clip and subtracted: "CPU per caption" is
 (CPU of the N-second run - CPU of the 1-second run) / (captions - 1).
 
-  scripts/bench-models.py                 # make bench-models: builds once into .state/basebench (about 1.3 GB)
+  scripts/bench-models.py                 # make bench-models: builds once into .state/basebench (about 3 GB)
   scripts/bench-models.py --seconds 10    # a shorter clip
   scripts/bench-models.py --only tiny-vit-gpt2,vit-gpt2-base
 
@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -111,6 +112,7 @@ def build_vit_gpt2(out):
     log("vit-gpt2-base: %.1fM parameters, exporting" % (sum(p.numel() for p in model.parameters()) / 1e6))
     del model
     export_mod.export(ckpt, out)
+    shutil.rmtree(ckpt)  # 0.9 GB of safetensors; the export is what is measured
 
 
 def build_florence2(out):
@@ -119,6 +121,7 @@ def build_florence2(out):
     from transformers import Florence2Config, Florence2ForConditionalGeneration
 
     from lookout_train import florence
+    from lookout_train.tiny import write_explicit_generation_config
     from lookout_train.tok import synthetic_bpe
 
     torch.manual_seed(11)
@@ -136,6 +139,9 @@ def build_florence2(out):
     m = Florence2ForConditionalGeneration(cfg).eval()
     log("florence2-base: %.1fM parameters, exporting" % (sum(p.numel() for p in m.parameters()) / 1e6))
     florence.write_configs(m, fast, out, size=FLORENCE_SIZE)
+    # With random weights and tied embeddings the decoder start token </s> predicts itself, i.e. EOS at once;
+    # min_length keeps EOS out until the 20th token (forced there by forced_eos_token_id), as a caption would.
+    write_explicit_generation_config(out, min_length=MAX_LENGTH - 1)
     florence.export(m, out, size=FLORENCE_SIZE)
 
 
@@ -164,7 +170,7 @@ def render(seconds):
 
 
 def caption(model, clip, batch, task):
-    """Runs lookout caption; returns (records, cpu seconds, wall seconds, peak RSS MiB)."""
+    """Runs lookout caption; returns (records, cpu seconds, wall seconds, peak RSS MiB, system share of cpu)."""
     out = os.path.join(STATE, "out.jsonl")
     cmd = [BIN, "caption", clip, "--every", "1s", "--model", model, "--max-batch", str(batch), "--out", out,
            "--no-progress"]
@@ -180,7 +186,8 @@ def caption(model, clip, batch, task):
         die("%s failed (exit %d): %s" % (" ".join(cmd), p.returncode, err[-1500:]))
     with open(out) as f:
         n = sum(1 for line in f if line.strip())
-    return n, ru.ru_utime + ru.ru_stime, wall, ru.ru_maxrss / 1024
+    cpu = ru.ru_utime + ru.ru_stime
+    return n, cpu, wall, ru.ru_maxrss / 1024, ru.ru_stime / max(cpu, 1e-9)
 
 
 def size_mb(folder):
@@ -197,23 +204,69 @@ def bench(names, seconds, batches):
     rows = []
     for name in names:
         folder, task = MODELS[name]
-        n1, cpu1, wall1, _ = caption(folder, one, 1, task)
+        n1, cpu1, _, _, _ = caption(folder, one, 1, task)
         for b in batches:
-            n, cpu, wall, rss = caption(folder, clip, b, task)
+            n, cpu, wall, rss, sys_share = caption(folder, clip, b, task)
             per = (cpu - cpu1) / max(n - n1, 1)
-            row = dict(model=name, graphs_mb=size_mb(folder), batch=b, captions=n, cpu=cpu, wall=wall, rss=rss,
+            row = dict(model=name, graphs_mb=size_mb(folder), batch=b, captions=n, cpu=cpu, wall=wall, rss=rss, sys=sys_share,
                        fixed_cpu=cpu1, per_caption=per, wall_per=wall / n)
             log(json.dumps(row))
             rows.append(row)
     return rows
 
 
+def florence_breakdown(folder, steps=20, past=10):
+    """Times Florence-2's four graphs at batch 1 with ONNX Runtime in Python (one intra-op thread, median of
+    3): where a caption's CPU goes. Returns markdown lines."""
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    with open(os.path.join(folder, "config.json")) as f:
+        tc = json.load(f)["text_config"]
+    with open(os.path.join(folder, "preprocessor_config.json")) as f:
+        pc = json.load(f)
+    D, H, size, n_img = tc["d_model"], tc["decoder_attention_heads"], pc["size"]["height"], pc["image_seq_length"]
+    seq = n_img + 12  # image tokens + a <CAPTION> prompt of 12 tokens
+
+    def timed(name, feeds):
+        sess = ort.InferenceSession(os.path.join(folder, "onnx", name + ".onnx"), so, providers=["CPUExecutionProvider"])
+        sess.run(None, feeds)
+        ts = []
+        for _ in range(3):
+            t0 = time.process_time()
+            sess.run(None, feeds)
+            ts.append(time.process_time() - t0)
+        return sorted(ts)[1]
+
+    rnd = np.random.default_rng(0)
+    f32 = lambda *shape: rnd.standard_normal(shape, dtype=np.float32)
+    dec = {"inputs_embeds": f32(1, 1, D), "encoder_attention_mask": np.ones((1, seq), np.int64),
+           "encoder_hidden_states": f32(1, seq, D), "use_cache_branch": np.array([True])}
+    for i in range(tc["decoder_layers"]):
+        for kv in ("key", "value"):
+            dec["past_key_values.%d.decoder.%s" % (i, kv)] = f32(1, H, past, D // H)
+            dec["past_key_values.%d.encoder.%s" % (i, kv)] = f32(1, H, seq, D // H)
+    parts = [("vision_encoder", 1, timed("vision_encoder", {"pixel_values": f32(1, 3, size, size)})),
+             ("embed_tokens (prompt)", 1, timed("embed_tokens", {"input_ids": np.ones((1, 12), np.int64)})),
+             ("encoder_model (%d positions)" % seq, 1,
+              timed("encoder_model", {"inputs_embeds": f32(1, seq, D), "attention_mask": np.ones((1, seq), np.int64)})),
+             ("decoder_model_merged, one step (past %d)" % past, steps, timed("decoder_model_merged", dec)),
+             ("embed_tokens, one token", steps, timed("embed_tokens", {"input_ids": np.ones((1, 1), np.int64)}))]
+    total = sum(n * t for _, n, t in parts)
+    lines = ["| graph | runs per caption | CPU s per run | share of a caption |", "|---|---|---|---|"]
+    lines += ["| %s | %d | %.3f | %.0f %% |" % (name, n, t, 100 * n * t / total) for name, n, t in parts]
+    lines.append("| sum | | %.2f | 100 %% |" % total)
+    return "\n".join(lines) + "\n"
+
+
 def table(rows, seconds):
     head = ("| model | ONNX graphs | --max-batch | captions | CPU s per caption (marginal) | fixed CPU s (load + 1) |"
-            " run CPU s | run wall s (per caption) | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n")
+            " run CPU s (system share) | run wall s (per caption) | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n")
     body = "".join(
-        "| %s | %.0f MB | %d | %d | %.3f | %.1f | %.1f | %.1f (%.2f) | %.0f MiB |\n"
-        % (r["model"], r["graphs_mb"], r["batch"], r["captions"], r["per_caption"], r["fixed_cpu"], r["cpu"],
+        "| %s | %.0f MB | %d | %d | %.3f | %.1f | %.1f (%.0f %%) | %.1f (%.2f) | %.0f MiB |\n"
+        % (r["model"], r["graphs_mb"], r["batch"], r["captions"], r["per_caption"], r["fixed_cpu"], r["cpu"], 100 * r["sys"],
            r["wall"], r["wall_per"], r["rss"]) for r in rows)
     note = ("\n%s, %s, %d CPUs visible (2 cores shared with other agents and a CI run: figures taken under load); "
             "`lookout caption` of a %d s 1280x720 30 fps H.264 clip (`lookout scenes video --seed 9001`), "
@@ -229,6 +282,8 @@ def main():
     ap.add_argument("--batches", default="1,8", help="--max-batch values")
     ap.add_argument("--only", default=",".join(MODELS), help="comma-separated models: " + ", ".join(MODELS))
     ap.add_argument("--build-only", action="store_true", help="build and export the base models, measure nothing")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time florence2-base's graphs one by one (batch 1, one thread, ONNX Runtime in Python)")
     a = ap.parse_args()
     names = [n for n in a.only.split(",") if n]
     for n in names:
@@ -242,6 +297,8 @@ def main():
         return
     rows = bench(names, a.seconds, [int(b) for b in a.batches.split(",")])
     md = table(rows, a.seconds)
+    if a.breakdown and "florence2-base" in names:
+        md += "\nflorence2-base per graph:\n\n" + florence_breakdown(MODELS["florence2-base"][0])
     with open(os.path.join(STATE, "report.md"), "w") as f:
         f.write(md)
     print(md)
