@@ -139,3 +139,26 @@ func FuzzFlorenceObjects(f *testing.F) {
 		_, _, _ = parseFlorenceConfig([]byte(text))
 	})
 }
+
+// FuzzParseDomainProfile: domain_profile.json comes with a model folder
+// from anywhere; a bad one is an error, never a panic, and an accepted one
+// matches the hidden size it was checked against.
+func FuzzParseDomainProfile(f *testing.F) {
+	f.Add([]byte(`{"version":1,"trained_on":"x","threshold":0.5,"mean":[0,0,0],"components":[[1,0,0]]}`), 3)
+	f.Add([]byte(`{"version":1,"trained_on":"x","threshold":0.5,"mean":[0,0],"components":[[1,0,0]]}`), 3)
+	f.Add([]byte(`{"version":2}`), 4)
+	f.Add([]byte(`not json`), 1)
+	f.Fuzz(func(t *testing.T, data []byte, hidden int) {
+		if hidden < 0 || hidden > 64 {
+			return
+		}
+		p, err := parseDomainProfile(data, hidden)
+		if err != nil {
+			return
+		}
+		if len(p.Mean) != hidden || len(p.Components) == 0 || len(p.Components) >= hidden || !(p.Threshold > 0) {
+			t.Fatalf("accepted an inconsistent profile for hidden %d: %d mean values, %d components, threshold %v",
+				hidden, len(p.Mean), len(p.Components), p.Threshold)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ func Replay(r io.Reader, name string, e *Engine, alert func(sink.Record)) (Repla
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for line := 1; sc.Scan(); line++ {
 		b := sc.Bytes()
-		if len(trimSpace(b)) == 0 {
+		if len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
 		var rec sink.Record
@@ -55,14 +56,4 @@ func Replay(r io.Reader, name string, e *Engine, alert func(sink.Record)) (Repla
 		return st, fmt.Errorf("%s: %w", name, err)
 	}
 	return st, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
