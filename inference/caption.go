@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"lookout/internal/cores"
 )
 
 // Caption captions BGR (or BGRA, gray) 8-bit images of any size, one result per
@@ -49,6 +51,12 @@ func (m *Model) withWorkspace(over *GenerationOptions, f func(*workspace, *Gener
 	}
 	ws := m.getWorkspace()
 	defer m.putWorkspace(ws)
+	s, shared := m.takeSessions()
+	if !shared {
+		defer m.putSessions(s)
+	}
+	ws.s = s
+	defer func() { ws.s = nil }()
 	return f(ws, &g)
 }
 
@@ -173,7 +181,7 @@ func (m *Model) preprocess(ws *workspace, images []gocv.Mat) error {
 	}
 	// Images are independent: spread them over the cores, one preprocessor
 	// (coefficient cache and scratch) per worker.
-	procs := runtime.GOMAXPROCS(0)
+	procs := cores.N()
 	workers := min(n, procs, 8)
 	par := max(1, procs/workers) // leftover cores split each image's rows
 	for len(ws.preps) < workers {
@@ -228,7 +236,7 @@ func (m *Model) encode(ws *workspace, n int) error {
 		return fmt.Errorf("encoder output: %w", err)
 	}
 	defer release(out)
-	if err := m.runSession(m.encoder, []onnxValue{in}, []onnxValue{out}); err != nil {
+	if err := m.runSession(ws.s.encoder, []onnxValue{in}, []onnxValue{out}); err != nil {
 		return fmt.Errorf("model %s: encoder run: %s", m.name, oneLine(err.Error()))
 	}
 	return nil
@@ -242,7 +250,7 @@ const notApplicable = "n/a"
 // attributes runs the attribute heads on the encoder output: the most probable
 // class of each head and its probability, omitting heads whose answer is "n/a".
 func (m *Model) attributes(ws *workspace, n int) ([]map[string]Attribute, error) {
-	if m.attrSess == nil {
+	if ws.s.attr == nil {
 		return nil, nil
 	}
 	in, err := newTensor(ws.enc, int64(n), int64(m.encSeq), int64(m.hidden))
@@ -261,7 +269,7 @@ func (m *Model) attributes(ws *workspace, n int) ([]map[string]Attribute, error)
 		defer release(t)
 		outs[i] = t
 	}
-	if err := m.runSession(m.attrSess, []onnxValue{in}, outs); err != nil {
+	if err := m.runSession(ws.s.attr, []onnxValue{in}, outs); err != nil {
 		return nil, fmt.Errorf("model %s: attributes run: %s", m.name, oneLine(err.Error()))
 	}
 	res := make([]map[string]Attribute, n)

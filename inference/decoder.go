@@ -154,9 +154,9 @@ func (d *ortDecoder) step(tokens []int64) ([]float32, error) {
 	copy(ws.ids, tokens)
 	in := []onnxValue{d.idsT, d.encT}
 	// Input order follows Model.decoderNames: ids, encoder states, [attention_mask], [past], [use_cache_branch].
-	sess, usePast, maskIn := m.decoder, true, m.hasMask
+	sess, usePast, maskIn := ws.s.decoder, true, m.hasMask
 	if !m.merged && d.past == 0 {
-		sess, usePast, maskIn = m.decoder0, false, hasMaskInput(m.dec0In)
+		sess, usePast, maskIn = ws.s.decoder0, false, hasMaskInput(m.dec0In)
 	}
 	if maskIn {
 		if err := add(newTensor(ws.mask, r, int64(d.past+1))); err != nil {

@@ -14,6 +14,7 @@ import (
 // slices so that gather (beam reorder) is a row copy.
 type crossDecoder struct {
 	m    *Model
+	s    *sessionSet
 	rows int
 	past int
 	enc  []float32 // [rows, T, D]
@@ -32,10 +33,10 @@ func (d *crossDecoder) step(tokens []int64) ([]float32, error) {
 	var vals tensorList
 	defer vals.release()
 	r, H, hd, T := int64(d.rows), int64(m.heads), int64(m.headDim), int64(m.encSeq)
-	sess, in := m.decoder, m.decIn
+	sess, in := d.s.decoder, m.decIn
 	first := !m.merged && d.past == 0
 	if first {
-		sess, in = m.decoder0, m.dec0In
+		sess, in = d.s.decoder0, m.dec0In
 	}
 	if err := vals.add(newTensor(append([]int64(nil), tokens...), r, 1)); err != nil {
 		return nil, err
@@ -173,6 +174,7 @@ func rowImages(cur *[]int, rows int, idx []int) ([]int, bool) {
 // (docs/MODELS.md has the figures).
 type fullDecoder struct {
 	m    *Model
+	s    *sessionSet
 	rows int
 	enc  []float32 // [rows, T, D]
 	hist [][]int64 // tokens fed so far, per row
@@ -209,7 +211,7 @@ func (d *fullDecoder) step(tokens []int64) ([]float32, error) {
 			return nil, err
 		}
 	}
-	out, err := m.runDecoder(m.decoder0, vals, 1, d.rows, L-1)
+	out, err := m.runDecoder(d.s.decoder0, vals, 1, d.rows, L-1)
 	if err != nil {
 		return nil, err
 	}

@@ -114,7 +114,7 @@ func (m *Model) checkOtherDecoders(kind kvKind) error {
 
 // openOtherDecoders opens the kvCross / kvNone decoder sessions with their
 // inputs and outputs in the order the steppers feed them.
-func (m *Model) openOtherDecoders(open func(file string, in, out []string) (*ort.DynamicAdvancedSession, error)) error {
+func (m *Model) openOtherDecoders(s *sessionSet, open func(file string, in, out []string) (*ort.DynamicAdvancedSession, error)) error {
 	var err error
 	names := func(in []ioDesc, past bool, branch bool) []string {
 		n := []string{"input_ids"}
@@ -134,14 +134,14 @@ func (m *Model) openOtherDecoders(open func(file string, in, out []string) (*ort
 	}
 	switch {
 	case m.kv == kvNone:
-		m.decoder0, err = open(fileDecoder, names(m.dec0In, false, false), []string{"logits"})
+		s.decoder0, err = open(fileDecoder, names(m.dec0In, false, false), []string{"logits"})
 	case m.merged:
-		m.decoder, err = open(fileMerged, names(m.decIn, true, true), append([]string{"logits"}, m.crossKV("present", true)...))
+		s.decoder, err = open(fileMerged, names(m.decIn, true, true), append([]string{"logits"}, m.crossKV("present", true)...))
 	default:
-		if m.decoder0, err = open(fileDecoder, names(m.dec0In, false, false), append([]string{"logits"}, m.crossKV("present", true)...)); err != nil {
+		if s.decoder0, err = open(fileDecoder, names(m.dec0In, false, false), append([]string{"logits"}, m.crossKV("present", true)...)); err != nil {
 			return err
 		}
-		m.decoder, err = open(fileDecoderPast, names(m.decIn, true, false), append([]string{"logits"}, m.crossKV("present", false)...))
+		s.decoder, err = open(fileDecoderPast, names(m.decIn, true, false), append([]string{"logits"}, m.crossKV("present", false)...))
 	}
 	return err
 }
@@ -159,9 +159,9 @@ func hasInput(in []ioDesc, name string) bool {
 func (m *Model) newStepper(ws *workspace, n, maxRows, maxLen int) (stepper, func()) {
 	switch m.kv {
 	case kvCross:
-		return &crossDecoder{m: m, rows: n, enc: append([]float32(nil), ws.enc[:n*m.encSeq*m.hidden]...)}, func() {}
+		return &crossDecoder{m: m, s: ws.s, rows: n, enc: append([]float32(nil), ws.enc[:n*m.encSeq*m.hidden]...)}, func() {}
 	case kvNone:
-		return &fullDecoder{m: m, rows: n, enc: append([]float32(nil), ws.enc[:n*m.encSeq*m.hidden]...), hist: make([][]int64, n)}, func() {}
+		return &fullDecoder{m: m, s: ws.s, rows: n, enc: append([]float32(nil), ws.enc[:n*m.encSeq*m.hidden]...), hist: make([][]int64, n)}, func() {}
 	}
 	d := m.newDecoder(ws, n, maxRows, maxLen)
 	return d, d.close

@@ -26,8 +26,7 @@ type florence struct {
 	prompts map[string][]int64
 	imageID int64
 
-	vision, embed, encoder, decoder *session
-	graphs                          []GraphInfo
+	graphs  []GraphInfo
 }
 
 // florenceConfig is the part of a Florence-2 config.json lookout reads.

@@ -11,6 +11,7 @@ import (
 // cache lives in Go slices so that gather (beam reorder) is a row copy.
 type flDecoder struct {
 	m    *Model
+	s    *sessionSet
 	rows int
 	seq  int       // encoder sequence length
 	past int       // decoder positions cached
@@ -31,7 +32,7 @@ func (d *flDecoder) step(tokens []int64) ([]float32, error) {
 	if len(tokens) != d.rows {
 		return nil, fmt.Errorf("decoder: %d tokens for %d rows", len(tokens), d.rows)
 	}
-	emb, _, err := m.embed(append([]int64(nil), tokens...), d.rows, 1)
+	emb, _, err := m.embed(d.s, append([]int64(nil), tokens...), d.rows, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +42,7 @@ func (d *flDecoder) step(tokens []int64) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := m.runDecoder(m.fl.decoder, in, 1+4*m.layers, d.rows, d.past)
+	out, err := m.runDecoder(d.s.flDecoder, in, 1+4*m.layers, d.rows, d.past)
 	if err != nil {
 		return nil, err
 	}

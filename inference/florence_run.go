@@ -59,37 +59,28 @@ func (m *Model) checkFlorenceGraphs() error {
 	return nil
 }
 
-// openFlorence creates the four sessions with open (Model.openWith's opener).
-func (m *Model) openFlorence(open func(file string, in, out []string) (*session, error)) error {
+// openFlorence creates the four sessions in s with open (Model.openWith's opener).
+func (m *Model) openFlorence(s *sessionSet, open func(file string, in, out []string) (*session, error)) error {
 	fl := m.fl
 	var err error
 	rel := func(f string) string {
 		r, _ := filepath.Rel(m.dir, filepath.Join(fl.onnxDir, f))
 		return r
 	}
-	if fl.vision, err = open(rel(fileFlVision), []string{"pixel_values"}, []string{"image_features"}); err != nil {
+	if s.vision, err = open(rel(fileFlVision), []string{"pixel_values"}, []string{"image_features"}); err != nil {
 		return err
 	}
-	if fl.embed, err = open(rel(fileFlEmbed), []string{"input_ids"}, []string{"inputs_embeds"}); err != nil {
+	if s.embed, err = open(rel(fileFlEmbed), []string{"input_ids"}, []string{"inputs_embeds"}); err != nil {
 		return err
 	}
-	if fl.encoder, err = open(rel(fileFlEncoder), []string{"inputs_embeds", "attention_mask"}, []string{"last_hidden_state"}); err != nil {
+	if s.flEncoder, err = open(rel(fileFlEncoder), []string{"inputs_embeds", "attention_mask"}, []string{"last_hidden_state"}); err != nil {
 		return err
 	}
 	in := append([]string{"inputs_embeds", "encoder_attention_mask", "encoder_hidden_states"}, m.flKVNames("past_key_values")...)
 	in = append(in, "use_cache_branch")
 	out := append([]string{"logits"}, m.flKVNames("present")...)
-	fl.decoder, err = open(rel(fileFlDecoder), in, out)
+	s.flDecoder, err = open(rel(fileFlDecoder), in, out)
 	return err
-}
-
-func (fl *florence) closeSessions() {
-	for _, s := range []**session{&fl.vision, &fl.embed, &fl.encoder, &fl.decoder} {
-		if *s != nil {
-			release(*s)
-			*s = nil
-		}
-	}
 }
 
 var _ TaskCaptioner = (*Model)(nil)
@@ -130,7 +121,7 @@ func (m *Model) florenceRun(ctx context.Context, ws *workspace, images []gocv.Ma
 		return nil, err
 	}
 	t2 := time.Now()
-	d := &flDecoder{m: m, rows: n, seq: seq, enc: enc}
+	d := &flDecoder{m: m, s: ws.s, rows: n, seq: seq, enc: enc}
 	hyps, err := m.search(ctx, d, n, g)
 	if err != nil {
 		return nil, err
@@ -159,7 +150,7 @@ func (m *Model) florenceRun(ctx context.Context, ws *workspace, images []gocv.Ma
 // image features before it and runs the BART encoder: [n, seq, D].
 func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, int, error) {
 	fl, D := m.fl, m.hidden
-	feat, fshape, err := m.runOne(fl.vision, "vision encoder", func() ([]onnxValue, func(), error) {
+	feat, fshape, err := m.runOne(ws.s.vision, "vision encoder", func() ([]onnxValue, func(), error) {
 		t, err := newTensor(ws.pixels, int64(n), 3, int64(m.pre.Height), int64(m.pre.Width))
 		return []onnxValue{t}, func() { release(t) }, err
 	})
@@ -171,7 +162,7 @@ func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, in
 	for i := 0; i < n; i++ {
 		ids = append(ids, prompt...)
 	}
-	emb, _, err := m.embed(ids, n, len(prompt))
+	emb, _, err := m.embed(ws.s, ids, n, len(prompt))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -183,7 +174,7 @@ func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, in
 		x = append(x, emb[i*P*D:(i+1)*P*D]...)
 	}
 	mask := ones(n * seq)
-	enc, _, err := m.runOne(fl.encoder, "encoder", func() ([]onnxValue, func(), error) {
+	enc, _, err := m.runOne(ws.s.flEncoder, "encoder", func() ([]onnxValue, func(), error) {
 		a, err := newTensor(x, int64(n), int64(seq), int64(D))
 		if err != nil {
 			return nil, func() {}, err
@@ -195,8 +186,8 @@ func (m *Model) florenceEncode(ws *workspace, n int, task string) ([]float32, in
 }
 
 // embed runs embed_tokens on ids [rows, s].
-func (m *Model) embed(ids []int64, rows, s int) ([]float32, []int64, error) {
-	return m.runOne(m.fl.embed, "embed_tokens", func() ([]onnxValue, func(), error) {
+func (m *Model) embed(set *sessionSet, ids []int64, rows, s int) ([]float32, []int64, error) {
+	return m.runOne(set.embed, "embed_tokens", func() ([]onnxValue, func(), error) {
 		t, err := newTensor(ids, int64(rows), int64(s))
 		return []onnxValue{t}, func() { destroyIf(t) }, err
 	})

@@ -184,7 +184,7 @@ func TestGoldenSplitDecoder(t *testing.T) {
 	}
 	tinySplitFiles(t, d)
 	m := loadShared(t, d)
-	if m.merged || m.decoder0 == nil {
+	if m.merged || m.sets[0].decoder0 == nil {
 		t.Fatal("split layout not detected")
 	}
 	testGolden(t, "tiny-vit-gpt2", d)

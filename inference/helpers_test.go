@@ -169,7 +169,7 @@ func trimGolden(row []int64, eos int64) []int64 {
 // firstStep runs preprocessing, the encoder and one decoder step on one image,
 // returning pixel values, encoder states and the raw step-0 logits.
 func (m *Model) firstStep(img gocv.Mat) (pix, enc, logits []float32, err error) {
-	ws := &workspace{}
+	ws := &workspace{s: m.sets[0]}
 	if err := m.preprocess(ws, []gocv.Mat{img}); err != nil {
 		return nil, nil, nil, err
 	}

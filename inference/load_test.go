@@ -255,7 +255,46 @@ func TestGPU(t *testing.T) {
 }
 
 func TestConcurrentCaptions(t *testing.T) {
-	m := loadShared(t, tinyDir(t))
+	t.Run("shared", func(t *testing.T) { testConcurrentCaptions(t, loadShared(t, tinyDir(t))) })
+	t.Run("sessions3", func(t *testing.T) {
+		requireORT(t)
+		m, err := Load(tinyDir(t), Options{IntraOpThreads: 1, Sessions: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if len(m.sets) != 3 {
+			t.Fatalf("%d session sets, want 3", len(m.sets))
+		}
+		testConcurrentCaptions(t, m)
+	})
+}
+
+// TestSessionSets: calls take a free copy of the sessions each, share one
+// round robin when none is free, and give theirs back.
+func TestSessionSets(t *testing.T) {
+	requireORT(t)
+	m, err := Load(tinyDir(t), Options{IntraOpThreads: 1, Sessions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a, sa := m.takeSessions()
+	b, sb := m.takeSessions()
+	if sa || sb || a == b || a.encoder == b.encoder || a.decoder == b.decoder {
+		t.Fatalf("two takes of two sets: shared %v %v, same set %v", sa, sb, a == b)
+	}
+	c, sc := m.takeSessions()
+	if !sc || (c != a && c != b) {
+		t.Fatalf("a third take with none free: shared %v, one of the two sets %v", sc, c == a || c == b)
+	}
+	m.putSessions(b)
+	if d, sd := m.takeSessions(); sd || d != b {
+		t.Fatalf("after b came back: got shared %v, b %v", sd, d == b)
+	}
+}
+
+func testConcurrentCaptions(t *testing.T, m *Model) {
 	g := loadGolden(t, "tiny-vit-gpt2")
 	var imgs []gocv.Mat
 	var want [][]int64

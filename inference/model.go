@@ -24,6 +24,12 @@ type Options struct {
 	// IntraOpThreads and InterOpThreads: 0 keeps ONNX Runtime's default (all cores / 1).
 	IntraOpThreads int
 	InterOpThreads int
+	// Sessions is how many copies of the ONNX Runtime sessions Load opens
+	// (default 1). Concurrent Caption calls each take a copy while one is free,
+	// else share one: ONNX Runtime takes concurrent runs on a session, but
+	// they contend on its locks (docs/CAPACITY.md). Each copy holds the
+	// weights again.
+	Sessions int
 	// AllowSpinning lets idle ONNX Runtime worker threads spin (lower latency on
 	// dedicated cores); default false, which suits shared machines.
 	AllowSpinning bool
@@ -66,8 +72,9 @@ const (
 )
 
 // Model is a loaded captioning model. It is safe for concurrent use: Caption
-// calls are serialised around the ONNX Runtime sessions (each call already uses
-// every core ORT was given).
+// calls run at once, each with its own workspace and one of the model's
+// Options.Sessions copies of the ONNX Runtime sessions (calls beyond that
+// share them, which ONNX Runtime allows).
 type Model struct {
 	dir      string
 	name     string
@@ -86,10 +93,10 @@ type Model struct {
 	dec0In, dec0Out []ioDesc // split layout: the first-step decoder
 	attrIn, attrOut []ioDesc
 
-	encoder  *session
-	decoder  *session // merged or with-past
-	decoder0 *session // split layout only
-	attrSess *session
+	// sets are the copies of the ONNX Runtime sessions (Options.Sessions);
+	// free holds the idle ones. A Caption call holds one set throughout.
+	sets     []*sessionSet
+	free     chan *sessionSet
 	fl       *florence // Florence-2 only; nil for VisionEncoderDecoder
 	merged   bool
 	hasMask  bool   // decoder takes attention_mask
@@ -100,6 +107,7 @@ type Model struct {
 
 	sessNanos atomic.Int64 // cumulative time inside ONNX Runtime runs
 	running   atomic.Int32 // ONNX Runtime runs in flight now
+	shareNext atomic.Uint32 // round robin over the sets when none is free
 	peakRuns  atomic.Int32 // the most runs seen in flight at once
 
 	fastResize bool
@@ -118,6 +126,7 @@ type Model struct {
 // KV cache and logits. Workspaces are reused, so a steady stream of batches
 // allocates nothing large.
 type workspace struct {
+	s      *sessionSet // the sessions this call runs
 	preps  []*preprocessor
 	pixels []float32
 	enc    []float32
@@ -154,15 +163,10 @@ func fileError(dir, file string, format string, args ...any) error {
 }
 
 func (m *Model) closeSessions() {
-	if m.fl != nil {
-		m.fl.closeSessions()
+	for _, s := range m.sets {
+		s.close()
 	}
-	for _, s := range []**session{&m.encoder, &m.decoder, &m.decoder0, &m.attrSess} {
-		if *s != nil {
-			release(*s)
-			*s = nil
-		}
-	}
+	m.sets, m.free = nil, nil
 }
 
 // Close releases the sessions. It waits for running Caption calls to finish;

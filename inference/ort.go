@@ -289,27 +289,43 @@ func (m *Model) openWith(opts *Options, provider string) error {
 		}
 		return s, nil
 	}
-	if m.fl != nil {
-		return m.openFlorence(open)
+	n := max(opts.Sessions, 1)
+	m.free = make(chan *sessionSet, n)
+	for range n {
+		s := &sessionSet{}
+		m.sets = append(m.sets, s) // closeSessions releases a half-open set too
+		if err := m.openSet(s, open); err != nil {
+			return err
+		}
+		m.free <- s
 	}
-	if m.encoder, err = open(fileEncoder, []string{"pixel_values"}, []string{"last_hidden_state"}); err != nil {
+	return nil
+}
+
+// openSet opens one copy of the model's sessions into s.
+func (m *Model) openSet(s *sessionSet, open func(file string, in, out []string) (*ort.DynamicAdvancedSession, error)) error {
+	var err error
+	if m.fl != nil {
+		return m.openFlorence(s, open)
+	}
+	if s.encoder, err = open(fileEncoder, []string{"pixel_values"}, []string{"last_hidden_state"}); err != nil {
 		return err
 	}
 	if m.kv != kvSelf {
-		return m.openOtherDecoders(open)
+		return m.openOtherDecoders(s, open)
 	}
 	if m.merged {
 		in, out := m.decoderNames(true, true, m.decIn)
-		if m.decoder, err = open(fileMerged, in, out); err != nil {
+		if s.decoder, err = open(fileMerged, in, out); err != nil {
 			return err
 		}
 	} else {
 		in, out := m.decoderNames(false, false, m.dec0In)
-		if m.decoder0, err = open(fileDecoder, in, out); err != nil {
+		if s.decoder0, err = open(fileDecoder, in, out); err != nil {
 			return err
 		}
 		in, out = m.decoderNames(true, false, m.decIn)
-		if m.decoder, err = open(fileDecoderPast, in, out); err != nil {
+		if s.decoder, err = open(fileDecoderPast, in, out); err != nil {
 			return err
 		}
 	}
@@ -318,7 +334,7 @@ func (m *Model) openWith(opts *Options, provider string) error {
 		for _, a := range m.attrs.Attributes {
 			outs = append(outs, a.Output)
 		}
-		if m.attrSess, err = open(fileAttrModel, []string{m.attrs.Input}, outs); err != nil {
+		if s.attr, err = open(fileAttrModel, []string{m.attrs.Input}, outs); err != nil {
 			return err
 		}
 	}

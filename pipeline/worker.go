@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,11 @@ func (w *workerPool) run(hard context.Context, in <-chan *batch, out chan<- *don
 	for range w.n {
 		wg.Go(func() {
 			defer w.up.Add(-1)
+			// A worker spends most of its time in the captioner's cgo calls:
+			// one thread throughout keeps its caches warm and spares the
+			// scheduler a thread handoff per call (docs/CAPACITY.md).
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
 			w.work(hard, in, out)
 		})
 	}

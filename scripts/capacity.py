@@ -11,7 +11,10 @@ measures in the same run:
     the local GStreamer server), one caption per second each, demo model:
     CPU seconds per camera-second of the lookout process over a steady
     window, and whether it keeps up (every source captioned each second);
-  - the largest N that keeps up, found by doubling then bisecting.
+  - the largest N that keeps up, found by doubling then bisecting;
+  - what a second inference worker buys: captions/s of 2 workers over 1 (one
+    intra-op thread each, golden frames at batch 8), as the service runs them
+    and the plain way, in alternating rounds (BenchmarkWorkerScaling).
 
 Writes a markdown table to OUT/report.md (default .state/capacity) and prints
 it. docs/CAPACITY.md holds the figures and the method.
@@ -205,6 +208,25 @@ def largest(out, name, uri, decode, start, limit, warmup, window):
     return ok, tried
 
 
+def worker_scaling(rounds):
+    """BenchmarkWorkerScaling's median speedups of 2 workers over 1: {variant: x}."""
+    if (os.cpu_count() or 1) < 2:
+        return {}
+    go = shutil.which("go")
+    if not go:
+        die("go is missing: the worker-scaling benchmark needs the Go toolchain")
+    p = subprocess.run([go, "test", "-run", "^$", "-bench", "BenchmarkWorkerScaling", "-benchtime", "%dx" % rounds,
+                        "./inference/"], cwd=ROOT, capture_output=True, text=True)
+    out = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"BenchmarkWorkerScaling/(\w+)\S*\s.*?([\d.]+) speedup", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    if p.returncode != 0 or "service" not in out:
+        die("worker-scaling benchmark failed:\n" + (p.stdout + p.stderr)[-2000:])
+    return out
+
+
 def documented_ratios():
     """The quick run's documented lookout/ffmpeg ratios (docs/CAPACITY.md)."""
     try:
@@ -270,6 +292,16 @@ def main():
                 failed.append("%s: %.2fx ffmpeg, more than twice the documented %.2fx" % (key, ratio, want))
             if not up:
                 failed.append("%s: %d sources did not keep up (slowest %.2f captions/s)" % (key, n, rate))
+        scale = worker_scaling(8)
+        scaling_rows(rows, scale)
+        want = doc.get("workers")
+        if scale and want:
+            print("capacity: quick workers: 2 workers caption %.2fx as fast as 1 (documented %.2f)" % (
+                scale["service"], want), file=sys.stderr)
+            # A gross regression: less than a third of the documented gain
+            # (workers taking turns again gives about 1.0x).
+            if scale["service"] - 1 < (want - 1) / 3:
+                failed.append("workers: 2 workers %.2fx of 1, documented %.2fx" % (scale["service"], want))
         report(args.out, rows, [], cores)
         if failed:
             die("gross regression: " + "; ".join(failed))
@@ -298,12 +330,25 @@ def main():
             rows.append(("lookout run, 8 RTSP sources, decode %s, 720p-k1" % decode, cpu, "keeps up: %s" % up))
     finally:
         subprocess.run([server, "stop", "--port", str(args.rtsp_port)], capture_output=True)
+    scaling_rows(rows, worker_scaling(20))
     report(args.out, rows, ladders, cores)
+
+
+def scaling_rows(rows, scale):
+    """Adds the worker-scaling figures to the table (no CPU column: a speedup)."""
+    for variant, x in sorted(scale.items()):
+        how = {"service": "as the service runs them: a session copy per worker, locked threads, a spare P each",
+               "plain": "one shared session, GOMAXPROCS = cores, goroutines free to move"}.get(variant, variant)
+        rows.append(("2 inference workers vs 1, batch 8, 1 intra-op thread each (%s)" % how, None,
+                     "%.2fx the captions/s" % x))
 
 
 def report(out, rows, ladders, cores):
     lines = ["| what | CPU s per camera-second | cameras per core | note |", "|---|---|---|---|"]
     for what, cpu, note in rows:
+        if cpu is None:
+            lines.append("| %s | | | %s |" % (what, note))
+            continue
         lines.append("| %s | %.4f | %.1f | %s |" % (what, cpu, 1 / cpu if cpu > 0 else float("inf"), note))
     for name, best, tried in ladders:
         lines.append("")

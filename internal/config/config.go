@@ -77,6 +77,11 @@ type Model struct {
 	// InterOpThreads: 0 lets ONNX Runtime decide.
 	IntraOpThreads int `yaml:"intra_op_threads"`
 	InterOpThreads int `yaml:"inter_op_threads"`
+	// Sessions is how many copies of the ONNX Runtime sessions to open.
+	// Default 0: one per pipeline worker, so that concurrent runs do not
+	// contend on one session's locks; 1 shares one copy (each copy holds
+	// the weights again: mind it for large models).
+	Sessions int `yaml:"sessions"`
 	// Decoder is auto (merged decoder when the folder has one, else the split
 	// pair), merged or split (faster, twice the decoder weights in memory).
 	// Default "auto".

@@ -97,6 +97,9 @@ func (m Model) check(ps *problems) {
 	if m.IntraOpThreads < 0 || m.InterOpThreads < 0 {
 		ps.bad("model.intra_op_threads", "thread counts must be >= 0")
 	}
+	if m.Sessions < 0 {
+		ps.bad("model.sessions", "must be >= 0 (0: one per pipeline worker)")
+	}
 	g := m.Generation
 	if g.NumBeams != nil && *g.NumBeams < 1 {
 		ps.bad("model.generation.num_beams", "must be >= 1, got %d", *g.NumBeams)

@@ -15,7 +15,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"lookout/inference"
 	"lookout/ingest"
 	"lookout/internal/config"
+	"lookout/internal/cores"
 	"lookout/internal/now"
 	"lookout/internal/rules"
 	"lookout/pipeline"
@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	workers := autoWorkers(cfg.Pipeline.Workers)
 	s.workers, s.maxBatch = workers, cfg.Pipeline.MaxBatch
 	mopts := modelOptions(cfg.Model, workers, log)
+	procs := cores.Reserve(workers)
 	s.model, err = inference.Load(cfg.Model.Dir, mopts)
 	if err != nil {
 		if _, serr := os.Stat(cfg.Model.Dir); errors.Is(serr, fs.ErrNotExist) {
@@ -130,7 +131,8 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 		return s, err
 	}
 	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", cfg.Model.Dir).
-		Int("workers", workers).Int("intra_op_threads", mopts.IntraOpThreads).Msg("model loaded")
+		Int("workers", workers).Int("intra_op_threads", mopts.IntraOpThreads).Int("sessions", mopts.Sessions).
+		Int("cores", cores.N()).Int("gomaxprocs", procs).Msg("model loaded")
 
 	if cfg.Sinks.JSONL.Path != "" {
 		j, err := sink.NewJSONLSink(cfg.Sinks.JSONL.Path)
@@ -189,7 +191,7 @@ func autoWorkers(n int) int {
 	if n > 0 {
 		return n
 	}
-	return min(runtime.GOMAXPROCS(0), 8)
+	return min(cores.N(), 8)
 }
 
 // modelOptions turns the model config into engine options. With
@@ -198,7 +200,10 @@ func autoWorkers(n int) int {
 // batches (docs/CAPACITY.md).
 func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Options {
 	if m.IntraOpThreads == 0 {
-		m.IntraOpThreads = max(1, runtime.GOMAXPROCS(0)/max(workers, 1))
+		m.IntraOpThreads = max(1, cores.N()/max(workers, 1))
+	}
+	if m.Sessions == 0 {
+		m.Sessions = workers
 	}
 	g := inference.GenerationOptions{
 		NumBeams:          m.Generation.NumBeams,
@@ -217,6 +222,7 @@ func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Opt
 		Provider:          m.Provider,
 		AllowCPUFallback:  m.AllowCPUFallback,
 		IntraOpThreads:    m.IntraOpThreads,
+		Sessions:          m.Sessions,
 		InterOpThreads:    m.InterOpThreads,
 		Decoder:           m.Decoder,
 		Resize:            m.Resize,
