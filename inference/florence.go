@@ -26,7 +26,7 @@ type florence struct {
 	prompts map[string][]int64
 	imageID int64
 
-	graphs  []GraphInfo
+	graphs []GraphInfo
 }
 
 // florenceConfig is the part of a Florence-2 config.json lookout reads.

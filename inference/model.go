@@ -95,20 +95,20 @@ type Model struct {
 
 	// sets are the copies of the ONNX Runtime sessions (Options.Sessions);
 	// free holds the idle ones. A Caption call holds one set throughout.
-	sets     []*sessionSet
-	free     chan *sessionSet
-	fl       *florence // Florence-2 only; nil for VisionEncoderDecoder
-	merged   bool
-	hasMask  bool   // decoder takes attention_mask
-	kv       kvKind // the decoder graph's cache contract
+	sets    []*sessionSet
+	free    chan *sessionSet
+	fl      *florence // Florence-2 only; nil for VisionEncoderDecoder
+	merged  bool
+	hasMask bool   // decoder takes attention_mask
+	kv      kvKind // the decoder graph's cache contract
 
 	layers, heads, headDim, hidden, vocab int
 	encSeq                                int // encoder sequence length T
 
-	sessNanos atomic.Int64 // cumulative time inside ONNX Runtime runs
-	running   atomic.Int32 // ONNX Runtime runs in flight now
+	sessNanos atomic.Int64  // cumulative time inside ONNX Runtime runs
+	running   atomic.Int32  // ONNX Runtime runs in flight now
 	shareNext atomic.Uint32 // round robin over the sets when none is free
-	peakRuns  atomic.Int32 // the most runs seen in flight at once
+	peakRuns  atomic.Int32  // the most runs seen in flight at once
 
 	fastResize bool
 
