@@ -1,5 +1,11 @@
 package inference
 
+import (
+	"io/fs"
+	"path/filepath"
+	"strings"
+)
+
 // sessionSet is one copy of a model's ONNX Runtime sessions; which fields are
 // set depends on the architecture and the decoder layout.
 type sessionSet struct {
@@ -35,3 +41,18 @@ func (m *Model) takeSessions() (s *sessionSet, shared bool) {
 
 // putSessions returns a set takeSessions gave out unshared.
 func (m *Model) putSessions(s *sessionSet) { m.free <- s }
+
+// GraphBytes is the size of the .onnx files under dir (0 when there are
+// none or dir cannot be read): what each copy of the sessions holds, about.
+func GraphBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(d.Name(), ".onnx") {
+			if st, err := d.Info(); err == nil {
+				n += st.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}

@@ -79,8 +79,8 @@ type Model struct {
 	InterOpThreads int `yaml:"inter_op_threads"`
 	// Sessions is how many copies of the ONNX Runtime sessions to open.
 	// Default 0: one per pipeline worker, so that concurrent runs do not
-	// contend on one session's locks; 1 shares one copy (each copy holds
-	// the weights again: mind it for large models).
+	// contend on one session's locks, or 1 when the model's .onnx files
+	// exceed 256 MiB (each copy holds the weights again).
 	Sessions int `yaml:"sessions"`
 	// Decoder is auto (merged decoder when the folder has one, else the split
 	// pair), merged or split (faster, twice the decoder weights in memory).

@@ -203,7 +203,7 @@ func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Opt
 		m.IntraOpThreads = max(1, cores.N()/max(workers, 1))
 	}
 	if m.Sessions == 0 {
-		m.Sessions = workers
+		m.Sessions = autoSessions(inference.GraphBytes(m.Dir), workers)
 	}
 	g := inference.GenerationOptions{
 		NumBeams:          m.Generation.NumBeams,
@@ -231,6 +231,20 @@ func modelOptions(m config.Model, workers int, log zerolog.Logger) inference.Opt
 		Task:              m.Task,
 		Logger:            log.With().Str("component", "inference").Logger(),
 	}
+}
+
+// sharedSessionsAbove is the model size from which workers share one copy
+// of the sessions by default: each copy holds the weights again.
+const sharedSessionsAbove = 256 << 20
+
+// autoSessions resolves model.sessions 0: a copy of the sessions per worker
+// (concurrent runs on one session contend on its locks), unless the model's
+// graphs weigh more than sharedSessionsAbove.
+func autoSessions(graphBytes int64, workers int) int {
+	if graphBytes > sharedSessionsAbove {
+		return 1
+	}
+	return max(workers, 1)
 }
 
 // videoFPS plays the annotated video at the sampling rate of the first
