@@ -364,6 +364,12 @@ func matBytes(m gocv.Mat) (data []uint8, h, w, stride, channels int, err error) 
 // horizontal runs Pillow's horizontal pass for tmp rows [y0, y1).
 func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1, tw, ow int, tmp []uint8, rgb func([]uint8, int) (uint8, uint8, uint8)) {
 	ks := p.horiz.ksize
+	if channels == 3 && p.horiz.nonNeg {
+		for y := y0; y < y1; y++ {
+			rowBGR(src[(y+rowOff)*stride:], tmp[y*tw*3:y*tw*3+3*ow], p.horiz.kk, p.horiz.bounds, ks)
+		}
+		return
+	}
 	for y := y0; y < y1; y++ {
 		row := src[(y+rowOff)*stride:]
 		out := tmp[y*tw*3:]
@@ -371,19 +377,7 @@ func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1,
 			xmin, xmax := int(p.horiz.bounds[2*xx]), int(p.horiz.bounds[2*xx+1])
 			k := p.horiz.kk[xx*ks : xx*ks+xmax]
 			var s0, s1, s2 int32 = 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1), 1 << (pilPrecisionBits - 1)
-			if channels == 3 && p.horiz.nonNeg {
-				// Two channels per 64-bit multiply: with non-negative weights each 32-bit lane's sum
-				// stays below 255 * 2^22 + 2^21 < 2^32, so the lanes never carry into each other and
-				// the result is the same integer as three separate sums.
-				px := row[xmin*3 : (xmin+len(k))*3]
-				br := uint64(1)<<(pilPrecisionBits-1) | uint64(1)<<(pilPrecisionBits-1+32)
-				for x, kv := range k {
-					c := px[3*x : 3*x+3 : 3*x+3]
-					br += (uint64(c[0]) | uint64(c[2])<<32) * uint64(kv)
-					s1 += int32(c[1]) * kv
-				}
-				s0, s2 = int32(br>>32), int32(uint32(br))
-			} else if channels >= 3 {
+			if channels >= 3 {
 				px := row[xmin*channels : (xmin+len(k))*channels]
 				for x, kv := range k {
 					o := x * channels
@@ -403,6 +397,37 @@ func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1,
 			out[3*xx], out[3*xx+1], out[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
 		}
 	}
+}
+
+// rowBGR is the horizontal pass of one row of BGR pixels with non-negative
+// weights into out (RGB, 3 bytes per output pixel), weights and bounds as
+// in filterCoeffs. Two channels share a 64-bit multiply: each 32-bit lane's
+// sum stays below 255 * 2^22 + 2^21 < 2^32, so the lanes never carry into
+// each other and the result is the same integer as three separate sums.
+func rowBGR(row, out []uint8, kk []int32, bounds []int32, ks int) {
+	for xx := 0; xx+2 < len(out); xx += 3 {
+		i := xx / 3
+		xmin, n := int(bounds[2*i]), int(bounds[2*i+1])
+		k := kk[i*ks : i*ks+n]
+		br, g := taps3(row[xmin*3:xmin*3+3*n], k)
+		out[xx], out[xx+1], out[xx+2] = clip8(int32(br>>32)), clip8(g), clip8(int32(uint32(br)))
+	}
+}
+
+// taps3 is rowBGR's inner loop: the B and R sums in the low and high lanes
+// of br, the G sum in g. Kept out of line (noinline), its few values fit in
+// registers; inlined, the loop spilled them to the stack on every tap.
+//
+//go:noinline
+func taps3(px []uint8, k []int32) (br uint64, g int32) {
+	br = uint64(1)<<(pilPrecisionBits-1) | uint64(1)<<(pilPrecisionBits-1+32)
+	g = int32(1) << (pilPrecisionBits - 1)
+	for x, kv := range k {
+		c := px[3*x : 3*x+3 : 3*x+3]
+		br += (uint64(c[0]) | uint64(c[2])<<32) * uint64(kv)
+		g += int32(c[1]) * kv
+	}
+	return br, g
 }
 
 // fastAreaFactor is the integer shrink factor of fast resizing's second (area) step.

@@ -209,8 +209,9 @@ def largest(out, name, uri, decode, start, limit, warmup, window):
 
 
 def worker_scaling(rounds):
-    """BenchmarkWorkerScaling's median speedups of 2 workers over 1: {variant: x}."""
-    if (os.cpu_count() or 1) < 2:
+    """BenchmarkWorkerScaling's median speedups of 2 workers over 1: {variant: x}.
+    CPU workers only: skipped for a GPU provider and on one core."""
+    if (os.cpu_count() or 1) < 2 or PROVIDER != "cpu":
         return {}
     go = shutil.which("go")
     if not go:
