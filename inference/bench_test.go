@@ -2,7 +2,6 @@ package inference
 
 import (
 	"fmt"
-	"lookout/internal/cores"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,20 +12,25 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"lookout/internal/cores"
 )
 
 // benchModel is $LOOKOUT_BENCH_MODEL, else models/demo when it has been exported,
 // else the tiny fixture.
-func benchModel(b *testing.B) *Model {
+func benchModel(b *testing.B) *Model { return loadShared(b, benchDir(b)) }
+
+// benchDir is $LOOKOUT_BENCH_MODEL, else models/demo when it has been
+// exported, else the tiny fixture.
+func benchDir(b *testing.B) string {
 	if dir := os.Getenv("LOOKOUT_BENCH_MODEL"); dir != "" {
-		return loadShared(b, dir)
+		return dir
 	}
-	root := repoRoot(b)
-	dir := filepath.Join(root, "models", "demo")
+	dir := filepath.Join(repoRoot(b), "models", "demo")
 	if _, err := os.Stat(filepath.Join(dir, fileEncoder)); err != nil {
-		dir = tinyDir(b)
+		return tinyDir(b)
 	}
-	return loadShared(b, dir)
+	return dir
 }
 
 // benchImages are the golden images cycled to n, as 1280x720 frames (a camera's size).
@@ -60,8 +64,23 @@ func benchImagesSized(b testing.TB, n int, hd bool) []gocv.Mat {
 	return out
 }
 
+// BenchmarkPreprocess1280x720 is one camera frame's preprocessing with the
+// exact (Pillow) resize, and with resize: fast (OpenCV's) beside it. Run it
+// with GOMAXPROCS=1 for the cost per core.
 func BenchmarkPreprocess1280x720(b *testing.B) {
-	m := benchModel(b)
+	b.Run("exact", func(b *testing.B) { benchPreprocess(b, benchModel(b)) })
+	b.Run("fast", func(b *testing.B) {
+		requireORT(b)
+		m, err := Load(benchDir(b), Options{IntraOpThreads: 1, Resize: "fast"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+		benchPreprocess(b, m)
+	})
+}
+
+func benchPreprocess(b *testing.B, m *Model) {
 	imgs := benchImages(b, 1)
 	b.ResetTimer()
 	ws := &workspace{s: m.sets[0]}
@@ -238,13 +257,7 @@ func BenchmarkWorkerScaling(b *testing.B) {
 // session copies and one intra-op thread per run.
 func loadBench(b *testing.B, sets int) *Model {
 	requireORT(b)
-	dir := os.Getenv("LOOKOUT_BENCH_MODEL")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(b), "models", "demo")
-		if _, err := os.Stat(filepath.Join(dir, fileEncoder)); err != nil {
-			dir = tinyDir(b)
-		}
-	}
+	dir := benchDir(b)
 	m, err := Load(dir, Options{IntraOpThreads: 1, Sessions: sets})
 	if err != nil {
 		b.Fatalf("Load(%s): %v", dir, err)
