@@ -3,10 +3,10 @@ package service
 import (
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"lookout/internal/config"
 	"lookout/internal/cores"
-
-	"github.com/rs/zerolog"
 )
 
 // TestModelOptions: the defaults the service picks for the engine from the
