@@ -28,7 +28,7 @@ func (s *sessionSet) close() {
 }
 
 // takeSessions returns an idle session set, or, when every set is in use,
-// one to share (calls are spread round the sets by the caller's workspace).
+// one to share, round robin (ONNX Runtime takes concurrent runs on a session).
 func (m *Model) takeSessions() (s *sessionSet, shared bool) {
 	select {
 	case s = <-m.free:
