@@ -40,9 +40,10 @@ type Options struct {
 	// step: 1.2x captions/s for models/demo at batch 1) but hold the decoder weights twice.
 	Decoder string
 	// Resize is "exact" (default): Pillow's resampling reproduced bit for bit, as
-	// transformers' ViTImageProcessor does it (about 2.4 ms per 1280x720 frame per
-	// core); or "fast": OpenCV's SIMD resize (INTER_AREA when shrinking,
-	// INTER_LINEAR when enlarging), several times cheaper but not bit-exact.
+	// transformers' ViTImageProcessor does it (2.2-3.1 ms per 1280x720 frame per
+	// core, BenchmarkPreprocess1280x720); or "fast": OpenCV's SIMD resize
+	// (INTER_AREA when shrinking, INTER_LINEAR when enlarging), 0.2-0.3 ms but
+	// not bit-exact.
 	Resize string
 	// GraphOptimization is "all" (default), "extended", "basic" or "disable".
 	GraphOptimization string

@@ -87,7 +87,7 @@ type Model struct {
 	// Default "auto".
 	Decoder string `yaml:"decoder"`
 	// Resize is exact (Pillow's resampling bit for bit, as the model was
-	// trained) or fast (OpenCV's, about 2.2 ms less per 720p frame per core, not
+	// trained) or fast (OpenCV's, about 2.4 ms less per 720p frame per core, not
 	// bit-exact). Default "exact".
 	Resize string `yaml:"resize"`
 	// GraphOptimization is all, extended, basic or disable. Default "all".
