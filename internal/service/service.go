@@ -119,20 +119,10 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	}
 	s.srcM.onGated = s.now.Gated
 
-	workers := autoWorkers(cfg.Pipeline.Workers)
-	s.workers, s.maxBatch = workers, cfg.Pipeline.MaxBatch
-	mopts := modelOptions(cfg.Model, workers, log)
-	procs := cores.Reserve(workers)
-	s.model, err = inference.Load(cfg.Model.Dir, mopts)
-	if err != nil {
-		if _, serr := os.Stat(cfg.Model.Dir); errors.Is(serr, fs.ErrNotExist) {
-			err = ConfigError{err} // a wrong path in the config or on the command line, as in `model info`
-		}
+	s.workers, s.maxBatch = autoWorkers(cfg.Pipeline.Workers), cfg.Pipeline.MaxBatch
+	if err = s.loadModel(cfg.Model, log); err != nil {
 		return s, err
 	}
-	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", cfg.Model.Dir).
-		Int("workers", workers).Int("intra_op_threads", mopts.IntraOpThreads).Int("sessions", mopts.Sessions).
-		Int("cores", cores.N()).Int("gomaxprocs", procs).Msg("model loaded")
 
 	if cfg.Sinks.JSONL.Path != "" {
 		j, err := sink.NewJSONLSink(cfg.Sinks.JSONL.Path)
@@ -173,7 +163,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	pcfg := pipeline.Config{
 		MaxBatch:            cfg.Pipeline.MaxBatch,
 		MaxWait:             cfg.Pipeline.MaxWait,
-		Workers:             workers,
+		Workers:             s.workers,
 		QueueSize:           cfg.Pipeline.QueueSize,
 		ExitWhenSourcesDone: opt.ExitWhenDone,
 		OnDelivered:         s.delivered,
@@ -184,6 +174,24 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opt Options
 	s.pm.watch(s.pipe.Sources)
 	s.now.SetStates(s.pipe.Sources)
 	return s, nil
+}
+
+// loadModel loads the model for s.workers workers, giving the scheduler a
+// spare P per worker (internal/cores).
+func (s *Service) loadModel(m config.Model, log zerolog.Logger) error {
+	mopts := modelOptions(m, s.workers, log)
+	procs := cores.Reserve(s.workers)
+	var err error
+	if s.model, err = inference.Load(m.Dir, mopts); err != nil {
+		if _, serr := os.Stat(m.Dir); errors.Is(serr, fs.ErrNotExist) {
+			err = ConfigError{err} // a wrong path in the config or on the command line, as in `model info`
+		}
+		return err
+	}
+	log.Info().Str("model", s.model.Name()).Str("digest", s.model.Digest()).Str("dir", m.Dir).
+		Int("workers", s.workers).Int("intra_op_threads", mopts.IntraOpThreads).Int("sessions", mopts.Sessions).
+		Int("cores", cores.N()).Int("gomaxprocs", procs).Msg("model loaded")
+	return nil
 }
 
 // autoWorkers resolves pipeline.workers: 0 means one per core, at most 8.
