@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"lookout/internal/kafkatest"
 )
 
 // The integration tests run their own broker, started by scripts/kafka.sh
@@ -19,75 +20,16 @@ import (
 // can stop and restart it without disturbing other brokers. TestMain stops
 // it afterwards if a test started it.
 
-var (
-	brokerOnce    sync.Once
-	brokerErr     error
-	brokerStarted bool
-)
+var broker = kafkatest.New(0)
 
-func testKafkaPort() int {
-	if p, err := strconv.Atoi(os.Getenv("LOOKOUT_TEST_KAFKA_PORT")); err == nil && p > 0 {
-		return p
-	}
-	return 19392
-}
-
-func testBrokerAddr() string { return fmt.Sprintf("127.0.0.1:%d", testKafkaPort()) }
-
-func kafkaScript(args ...string) (string, error) {
-	cmd := exec.Command("../scripts/kafka.sh", append(args, "--port", strconv.Itoa(testKafkaPort()))...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// needBroker starts the test broker once, or fails the test with the
-// script's output: these tests never skip.
-func needBroker(t *testing.T) string {
-	t.Helper()
-	brokerOnce.Do(func() {
-		t0 := time.Now()
-		out, err := kafkaScript("start")
-		if err != nil {
-			brokerErr = fmt.Errorf("scripts/kafka.sh start --port %d failed (needs java 17+, mvn for the first fetch, kcat): %v\n%s", testKafkaPort(), err, out)
-			return
-		}
-		brokerStarted = true
-		fmt.Fprintf(os.Stderr, "test broker on %s ready in %s\n", testBrokerAddr(), time.Since(t0).Round(time.Millisecond))
-	})
-	if brokerErr != nil {
-		t.Fatal(brokerErr)
-	}
-	return testBrokerAddr()
-}
-
-func restartBroker(t *testing.T) {
-	t.Helper()
-	if out, err := kafkaScript("start"); err != nil {
-		t.Fatalf("restart the test broker: %v\n%s", err, out)
-	}
-}
-
-func stopBroker(t *testing.T) {
-	t.Helper()
-	if out, err := kafkaScript("stop"); err != nil {
-		t.Fatalf("stop the test broker: %v\n%s", err, out)
-	}
-}
-
-func killBroker(t *testing.T) {
-	t.Helper()
-	if out, err := kafkaScript("stop", "--kill"); err != nil {
-		t.Fatalf("kill the test broker: %v\n%s", err, out)
-	}
-}
+func needBroker(t *testing.T) string { return broker.Start(t) }
+func restartBroker(t *testing.T)     { broker.Restart(t) }
+func stopBroker(t *testing.T)        { broker.Stop(t) }
+func killBroker(t *testing.T)        { broker.Kill(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if brokerStarted && os.Getenv("LOOKOUT_TEST_KAFKA_KEEP") == "" {
-		if out, err := kafkaScript("stop"); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping the test broker: %v\n%s", err, out)
-		}
-	}
+	broker.Close()
 	os.Exit(code)
 }
 

@@ -4,60 +4,30 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"lookout/internal/kafkatest"
 )
 
 // These tests run a real broker, started by scripts/kafka.sh on
 // LOOKOUT_TEST_KAFKA_PORT+5 (default 19397), a port of their own so that
 // the sink's tests, which stop and restart theirs, never disturb them.
 
-var (
-	brokerOnce    sync.Once
-	brokerErr     error
-	brokerStarted bool
-)
-
-func testPort() int {
-	if p, err := strconv.Atoi(os.Getenv("LOOKOUT_TEST_KAFKA_PORT")); err == nil && p > 0 {
-		return p + 5
-	}
-	return 19397
-}
-
-func kafkaScript(args ...string) (string, error) {
-	out, err := exec.Command("../../scripts/kafka.sh", append(args, "--port", strconv.Itoa(testPort()))...).CombinedOutput()
-	return string(out), err
-}
+var broker = kafkatest.New(5)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if brokerStarted && os.Getenv("LOOKOUT_KEEP_BROKER") == "" {
-		_, _ = kafkaScript("stop")
-	}
+	broker.Close()
 	os.Exit(code)
 }
 
 func needBroker(t *testing.T) []kgo.Opt {
-	t.Helper()
-	brokerOnce.Do(func() {
-		out, err := kafkaScript("start")
-		if err != nil {
-			brokerErr = fmt.Errorf("scripts/kafka.sh start --port %d failed (needs java 17+, kcat): %v\n%s", testPort(), err, out)
-			return
-		}
-		brokerStarted = true
-	})
-	if brokerErr != nil {
-		t.Fatal(brokerErr)
-	}
-	return []kgo.Opt{kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", testPort()))}
+	return []kgo.Opt{kgo.SeedBrokers(broker.Start(t))}
 }
 
 func testLogger(t *testing.T) zerolog.Logger {
