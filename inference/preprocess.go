@@ -405,12 +405,10 @@ func (p *preprocessor) horizontal(src []uint8, stride, channels, rowOff, y0, y1,
 // sum stays below 255 * 2^22 + 2^21 < 2^32, so the lanes never carry into
 // each other and the result is the same integer as three separate sums.
 func rowBGR(row, out []uint8, kk []int32, bounds []int32, ks int) {
-	for xx := 0; xx+2 < len(out); xx += 3 {
-		i := xx / 3
+	for i := range len(out) / 3 {
 		xmin, n := int(bounds[2*i]), int(bounds[2*i+1])
-		k := kk[i*ks : i*ks+n]
-		br, g := taps3(row[xmin*3:xmin*3+3*n], k)
-		out[xx], out[xx+1], out[xx+2] = clip8(int32(br>>32)), clip8(g), clip8(int32(uint32(br)))
+		br, g := taps3(row[xmin*3:xmin*3+3*n], kk[i*ks:i*ks+n])
+		out[3*i], out[3*i+1], out[3*i+2] = clip8(int32(br>>32)), clip8(g), clip8(int32(uint32(br)))
 	}
 }
 
