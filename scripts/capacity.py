@@ -24,8 +24,9 @@ it. docs/CAPACITY.md holds the figures and the method.
                                    # checks lookout/ffmpeg against the
                                    # documented ratio (fails at twice it)
 
-Stdlib only; needs bin/lookout (make build), ffmpeg, models/demo and
-.state/ort (scripts/ort.sh).
+Stdlib only; needs bin/lookout (make build), ffmpeg, models/demo,
+.state/ort (scripts/ort.sh) and, for the worker-scaling step on CPU, the Go
+toolchain.
 """
 
 import argparse
